@@ -1,0 +1,138 @@
+# lfpool - top-level Makefile.
+#
+#   make            static + shared library (and the dependency-free core)
+#   make test       every test that fits in a few minutes (installs deps)
+#   make stress     the stress harness, default profile, all cores
+#   make asan|tsan|ubsan|model|bench|install|uninstall|clean
+#
+# Each capability adds itself through a fragment in mk/*.mk: sources to
+# LIB_SRCS, pkg-config names to LIB_PKGS, test steps to TEST_STEPS.
+
+.DEFAULT_GOAL := all
+SHELL := /bin/bash
+
+CC      ?= cc
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BUILD   ?= build
+SAN     ?=
+LIBDIR  ?= $(PREFIX)/lib
+INCDIR  ?= $(PREFIX)/include
+
+SOVERSION := 0
+VERSION   := 0.1.0
+
+WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
+        -Wmissing-prototypes -Wcast-qual -Wcast-align -Wwrite-strings \
+        -Wundef -Wformat=2
+ifeq ($(CI),true)
+WARN += -Werror
+endif
+ifneq ($(WERROR),)
+WARN += -Werror
+endif
+
+OPT ?= -O2 -g
+CFLAGS_BASE := -std=c11 $(OPT) $(WARN) -fPIC -fvisibility=hidden -pthread \
+               -D_GNU_SOURCE -Iinclude $(EXTRA_CFLAGS)
+
+ifeq ($(SAN),asan)
+CFLAGS_BASE += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS_SAN := -fsanitize=address,undefined
+endif
+ifeq ($(SAN),tsan)
+CFLAGS_BASE += -fsanitize=thread -fno-omit-frame-pointer
+LDFLAGS_SAN := -fsanitize=thread
+endif
+ifeq ($(SAN),ubsan)
+CFLAGS_BASE += -fsanitize=undefined -fno-sanitize-recover=all
+LDFLAGS_SAN := -fsanitize=undefined
+endif
+
+# The core: atomics/ and the pool stack. No dependency beyond libc.
+CORE_SRCS := pool/layout.c pool/stack.c pool/pool.c pool/validate.c
+LIB_SRCS  := $(CORE_SRCS)
+LIB_PKGS  :=
+TEST_STEPS :=
+BINS :=
+
+-include mk/*.mk
+
+pc_cflags = $(if $(strip $(1)),$(shell pkg-config --cflags $(1)))
+pc_libs   = $(if $(strip $(1)),$(shell pkg-config --libs $(1)))
+
+CFLAGS  := $(CFLAGS_BASE) $(call pc_cflags,$(LIB_PKGS))
+LDLIBS_LIB := $(call pc_libs,$(LIB_PKGS)) -lpthread
+
+OBJ = $(BUILD)/obj
+LIB_OBJS  := $(patsubst %.c,$(OBJ)/%.o,$(LIB_SRCS))
+CORE_OBJS := $(patsubst %.c,$(OBJ)/%.o,$(CORE_SRCS))
+STATIC    := $(BUILD)/liblfpool.a
+CORE_LIB  := $(BUILD)/liblfpool-core.a
+SHARED    := $(BUILD)/liblfpool.so.$(VERSION)
+
+.PHONY: all lib core deps-build deps-test test check clean install uninstall \
+        asan tsan ubsan $(TEST_STEPS)
+
+all: lib core
+lib: $(STATIC) $(SHARED)
+core: $(CORE_LIB)
+
+$(OBJ)/%.o: %.c $(wildcard include/*.h include/lfpool/*.h pool/*.h atomics/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(STATIC): $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(CORE_LIB): $(CORE_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(SHARED): $(LIB_OBJS)
+	$(CC) -shared -Wl,-soname,liblfpool.so.$(SOVERSION) $(LDFLAGS_SAN) -o $@ $^ $(LDLIBS_LIB)
+	ln -sf liblfpool.so.$(VERSION) $(BUILD)/liblfpool.so.$(SOVERSION)
+	ln -sf liblfpool.so.$(SOVERSION) $(BUILD)/liblfpool.so
+
+deps-build:
+	@tools/ensure-deps build
+deps-test:
+	@tools/ensure-deps build test
+
+# make test: every step in TEST_STEPS, each run even if an earlier one failed;
+# the runner prints one "N passed, N failed" line and fails if any step did.
+test: deps-test
+	@tools/run-tests $(TEST_STEPS)
+check: test
+
+asan:
+	@$(MAKE) --no-print-directory BUILD=build/asan SAN=asan test-unit test-conc
+tsan:
+	@$(MAKE) --no-print-directory BUILD=build/tsan SAN=tsan test-conc
+ubsan:
+	@$(MAKE) --no-print-directory BUILD=build/ubsan SAN=ubsan test-unit test-conc
+
+lfpool.pc: Makefile
+	@printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: lfpool\nDescription: lock-free fixed-size pool allocators\nVersion: %s\nCflags: -I$${includedir}\nLibs: -L$${libdir} -llfpool\nLibs.private: %s\n' \
+	  '$(PREFIX)' '$(LIBDIR)' '$(INCDIR)' '$(VERSION)' '$(LDLIBS_LIB)' > $@
+
+install: lib lfpool.pc
+	install -d $(DESTDIR)$(INCDIR) $(DESTDIR)$(LIBDIR)/pkgconfig
+	install -d $(DESTDIR)$(INCDIR)/lfpool
+	install -m 644 include/lfpool.h $(DESTDIR)$(INCDIR)/
+	install -m 644 include/lfpool/*.h $(DESTDIR)$(INCDIR)/lfpool/
+	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/
+	ln -sf liblfpool.so.$(VERSION) $(DESTDIR)$(LIBDIR)/liblfpool.so.$(SOVERSION)
+	ln -sf liblfpool.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/liblfpool.so
+	install -m 644 lfpool.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+
+uninstall:
+	rm -rf $(DESTDIR)$(INCDIR)/lfpool
+	rm -f $(DESTDIR)$(INCDIR)/lfpool.h $(DESTDIR)$(LIBDIR)/liblfpool.a \
+	  $(DESTDIR)$(LIBDIR)/liblfpool.so $(DESTDIR)$(LIBDIR)/liblfpool.so.$(SOVERSION) \
+	  $(DESTDIR)$(LIBDIR)/liblfpool.so.$(VERSION) $(DESTDIR)$(LIBDIR)/pkgconfig/lfpool.pc
+
+clean:
+	rm -rf build lfpool.pc

@@ -1,0 +1,70 @@
+/*
+ * pool/stack.c - the lock-free free-index stack (a Treiber stack).
+ *
+ * Links live in next[], outside the blocks, so a stale reader never touches a
+ * block another thread owns, and the head word {tag:32 | index:32} changes
+ * with every successful push or pop. A CAS that saw head {i, t} succeeds only
+ * if no push or pop happened since (the tag would have moved), which rules
+ * out ABA as long as the tag does not wrap all the way round while one thread
+ * sits between its load and its CAS: 2^32 head updates (docs/design.md).
+ *
+ * Labels (docs/memory-order.md):
+ *   R1  push CAS, release: publishes next[i] and the block's contents.
+ *   A1  pop's head load, acquire: pairs with R1, so next[head] is current.
+ *   A2  pop's CAS (success and failure), acquire: pairs with R1; on failure
+ *       the refreshed head is read with acquire so its next[] is current too.
+ */
+#include "internal.h"
+
+uint32_t lfpi_stack_pop(lfp_pool_t *p)
+{
+	lfp_atomic_u32 *next = lfpi_next(p);
+	const uint64_t count = p->count;
+	unsigned spins = 0;
+	uint64_t old = lfp_load64_acquire(&p->head); /* A1: pairs with R1 */
+
+	for (;;) {
+		uint32_t i = lfp_head_index(old);
+		if (i == LFP_NIL)
+			return LFPI_POP_EMPTY;
+		if (lfpi_unlikely(i >= count))
+			return LFPI_POP_CORRUPT;
+		/* Relaxed: A1/A2 made the pusher's link store visible; a newer
+		 * value only means the head moved and the CAS below fails. */
+		uint32_t n = lfp_load32_relaxed(&next[i]);
+		if (lfpi_unlikely(n >= count && n != LFP_NIL)) {
+			/* A stale head whose block was popped meanwhile, or a
+			 * corrupt link. Re-read: if the head did not move, the
+			 * link really is corrupt. */
+			uint64_t again = lfp_load64_acquire(&p->head); /* A1 */
+			if (again == old)
+				return LFPI_POP_CORRUPT;
+			old = again;
+			continue;
+		}
+		if (lfp_cas64_weak_acquire(&p->head, &old, lfp_head_next(old, n))) /* A2: pairs with R1 */
+			return i;
+		lfp_backoff(&spins);
+	}
+}
+
+void lfpi_stack_push_chain(lfp_pool_t *p, uint32_t first, uint32_t last)
+{
+	lfp_atomic_u32 *next = lfpi_next(p);
+	unsigned spins = 0;
+	/* Relaxed: the value is only the CAS's expectation; R1 publishes. */
+	uint64_t old = lfp_load64_relaxed(&p->head);
+
+	for (;;) {
+		/* Relaxed: published by the release CAS below (R1). */
+		lfp_store32_relaxed(&next[last], lfp_head_index(old));
+		if (lfp_cas64_weak_release(&p->head, &old, lfp_head_next(old, first))) /* R1: pairs with A1/A2 */
+			return;
+		lfp_backoff(&spins);
+	}
+}
+
+void lfpi_stack_push(lfp_pool_t *p, uint32_t i)
+{
+	lfpi_stack_push_chain(p, i, i);
+}

@@ -1,0 +1,56 @@
+/*
+ * pool/validate.c - full consistency check of a quiescent pool.
+ *
+ * Walk the free stack from the head: every link must be a block index or
+ * NIL, and NIL must come within count steps (a singly linked list over count
+ * distinct indices that runs longer has a cycle, and an index on it twice
+ * implies a cycle, so the step bound checks both). Then every block off the
+ * stack must be marked allocated: free + allocated = capacity.
+ */
+#include "internal.h"
+
+static int fail(lfp_pool_report_t *r, const char *why, uint32_t idx)
+{
+	r->error = why;
+	r->bad_index = idx;
+	return -EUCLEAN;
+}
+
+int lfp_pool_validate(const lfp_pool_t *pool, lfp_pool_report_t *report)
+{
+	lfp_pool_report_t local, *r = report ? report : &local;
+	*r = (lfp_pool_report_t){ .bad_index = UINT32_MAX };
+	if (!lfpi_live(pool)) {
+		r->error = "not a live pool";
+		return -EINVAL;
+	}
+	const lfp_atomic_u32 *next = lfpi_next(pool);
+	const uint64_t count = pool->count;
+	r->capacity = count;
+
+	/* Quiescent by contract: relaxed loads see the final values. */
+	uint32_t i = lfp_head_index(lfp_load64_acquire(&pool->head)); /* A1: pairs with R1 */
+	uint64_t steps = 0;
+	while (i != LFP_NIL) {
+		if (i >= count)
+			return fail(r, "free stack link out of range", i);
+		if (++steps > count)
+			return fail(r, "free stack has a cycle (an index is on it twice)", i);
+		i = lfp_load32_relaxed(&next[i]); /* relaxed: quiescent */
+	}
+	r->free = steps;
+	for (uint64_t b = 0; b < count; b++) {
+		uint32_t v = lfp_load32_relaxed(&next[b]); /* relaxed: quiescent */
+		if (v == LFPI_ALLOC)
+			r->allocated++;
+		else if (v == LFPI_FREEING)
+			return fail(r, "block caught mid-free (pool not quiescent?)", (uint32_t)b);
+	}
+	/* A stacked block marked allocated failed the walk above, so
+	 * free + allocated <= count here. */
+	r->other = count - r->free - r->allocated;
+	if (r->other != 0)
+		return fail(r, "free + allocated != capacity (a block is lost)",
+			    UINT32_MAX);
+	return 0;
+}
