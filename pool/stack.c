@@ -13,6 +13,8 @@
  *   A1  pop's head load, acquire: pairs with R1, so next[head] is current.
  *   A2  pop's CAS (success and failure), acquire: pairs with R1; on failure
  *       the refreshed head is read with acquire so its next[] is current too.
+ *   A3  pop's no-op CAS on an out-of-range link (rare path), acq_rel: tells a
+ *       stale read from real corruption.
  */
 #include "internal.h"
 
@@ -33,13 +35,18 @@ uint32_t lfpi_stack_pop(lfp_pool_t *p)
 		 * value only means the head moved and the CAS below fails. */
 		uint32_t n = lfp_load32_relaxed(&next[i]);
 		if (lfpi_unlikely(n >= count && n != LFP_NIL)) {
-			/* A stale head whose block was popped meanwhile, or a
-			 * corrupt link. Re-read: if the head did not move, the
-			 * link really is corrupt. */
-			uint64_t again = lfp_load64_acquire(&p->head); /* A1 */
-			if (again == old)
+			/* A stale head whose block was popped meanwhile (its
+			 * link is now LFPI_ALLOC), or a corrupt link. A plain
+			 * re-read of the head may legally return the same old
+			 * value even though we saw the popper's later store, so
+			 * ask with an RMW, which reads the latest head: if a
+			 * no-op CAS still succeeds, nobody moved the head since
+			 * we read the link, and the link really is corrupt.
+			 * A3: acq_rel, so a popper whose CAS follows ours
+			 * synchronizes with it and cannot have written the link
+			 * we read; pairs with A2/R1. */
+			if (lfp_cas64_acq_rel(&p->head, &old, old))
 				return LFPI_POP_CORRUPT;
-			old = again;
 			continue;
 		}
 		if (lfp_cas64_weak_acquire(&p->head, &old, lfp_head_next(old, n))) /* A2: pairs with R1 */
