@@ -56,6 +56,12 @@ LIB_PKGS  :=
 TEST_STEPS :=
 BINS :=
 
+# Output paths, defined before the fragments so their prerequisites see them.
+OBJ       := $(BUILD)/obj
+STATIC    := $(BUILD)/liblfpool.a
+CORE_LIB  := $(BUILD)/liblfpool-core.a
+SHARED    := $(BUILD)/liblfpool.so.$(VERSION)
+
 -include mk/*.mk
 
 pc_cflags = $(if $(strip $(1)),$(shell pkg-config --cflags $(1)))
@@ -64,12 +70,8 @@ pc_libs   = $(if $(strip $(1)),$(shell pkg-config --libs $(1)))
 CFLAGS  := $(CFLAGS_BASE) $(call pc_cflags,$(LIB_PKGS))
 LDLIBS_LIB := $(call pc_libs,$(LIB_PKGS)) -lpthread
 
-OBJ = $(BUILD)/obj
 LIB_OBJS  := $(patsubst %.c,$(OBJ)/%.o,$(LIB_SRCS))
 CORE_OBJS := $(patsubst %.c,$(OBJ)/%.o,$(CORE_SRCS))
-STATIC    := $(BUILD)/liblfpool.a
-CORE_LIB  := $(BUILD)/liblfpool-core.a
-SHARED    := $(BUILD)/liblfpool.so.$(VERSION)
 
 .PHONY: all lib core deps-build deps-test test check clean install uninstall \
         asan tsan ubsan $(TEST_STEPS)

@@ -1,0 +1,123 @@
+# mk/frontend.mk - the front end, the fallback heap and the trace replayer
+# (issue 5).
+#
+#   make replay          lfpool-replay --compare over the default trace sets
+#                        (fallback heap alone on a simulated sbrk heap, the
+#                        front end, glibc, jemalloc, mimalloc); skips cleanly
+#                        when ../shared/traces is absent. REPLAY_ARGS adds
+#                        options (e.g. REPLAY_ARGS="--reps 9").
+#   make replay-bin      just build $(BUILD)/lfpool-replay
+#   make bench-frontend  (part of make bench) the class fast path against the
+#                        pool's own: lfpool-replay --micro
+#
+# Test steps:
+#   test-heap            tests/test_heap.c (Criterion): the fallback heap
+#   test-frontend        tests/test_frontend.c (Criterion): the front end
+#   test-conc-frontend   tests/conc_frontend.c (plain): threads, stamps,
+#                        cross-thread frees, a concurrent trimmer
+#   test-tsan-frontend   the same under ThreadSanitizer ($(BUILD)/tsan)
+#   test-asan-frontend   test-heap + test-frontend + conc under ASan+UBSan
+#   test-replay          every trace replayed once with full checks on the
+#                        simulated heap and the front end (skips cleanly
+#                        without ../shared/traces)
+#
+# Not core: liburcu-bp enters here (docs/frontend.md says why bp). Programs
+# built here link liburcu-bp's static archive when it exists: its read lock
+# then costs ~1 ns per lock/unlock pair instead of ~9 ns through the shared
+# library (PLT calls and __tls_get_addr); the library itself still lists the
+# shared one in LIB_PKGS / lfpool.pc.
+
+LIB_SRCS += pool/heap.c pool/frontend.c
+LIB_PKGS += liburcu-bp
+
+TEST_STEPS += test-heap test-frontend test-conc-frontend test-tsan-frontend \
+              test-asan-frontend test-replay
+
+FE_DIR     = $(BUILD)/tests
+FE_DEPS    = tests/lfp_test.h $(wildcard include/*.h include/lfpool/*.h pool/*.h atomics/*.h)
+FE_CRIT_CFLAGS = $(shell pkg-config --cflags criterion 2>/dev/null)
+FE_CRIT_LIBS   = $(shell pkg-config --libs criterion 2>/dev/null || echo -lcriterion)
+URCU_LIBDIR := $(shell pkg-config --variable=libdir liburcu-bp 2>/dev/null)
+FE_COMMA   := ,
+URCU_STATIC := $(if $(wildcard $(URCU_LIBDIR)/liburcu-bp.a),-Wl$(FE_COMMA)-Bstatic -lurcu-bp -lurcu-common -Wl$(FE_COMMA)-Bdynamic)
+FE_LDLIBS   = $(if $(URCU_STATIC),$(URCU_STATIC) $(filter-out -lurcu-bp -lurcu-common,$(LDLIBS_LIB)),$(LDLIBS_LIB))
+# The traces, found next to the repository (never copied into it).
+FE_TRACES  ?= $(abspath $(CURDIR)/../shared/traces)
+REPLAY_ARGS ?=
+REPLAY      = $(BUILD)/lfpool-replay
+
+.PHONY: replay replay-bin bench-frontend
+
+# make bench also measures the front end's class fast path against the
+# pool's own (lfpool-replay --micro: hot pair and batch-shuffled, 16/64/256 B).
+bench: bench-frontend
+bench-frontend: $(REPLAY)
+	nice $(REPLAY) --reps 7 --micro
+
+$(REPLAY): stress/lfpool-replay.c $(FE_DEPS) $(BUILD)/liblfpool.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< -o $@ $(STATIC) $(FE_LDLIBS) -lm $(LDFLAGS_SAN)
+
+replay-bin: $(REPLAY)
+
+replay: $(REPLAY)
+	@if [ ! -d "$(FE_TRACES)" ]; then echo "replay: SKIP ($(FE_TRACES) absent)"; exit 0; fi; \
+	for set in cmu11 real synthetic; do \
+	  echo "## $$set"; \
+	  nice $(REPLAY) --traces $(FE_TRACES) --set $$set --compare all $(REPLAY_ARGS) || exit 1; \
+	done
+
+$(FE_DIR)/test_heap: tests/test_heap.c $(FE_DEPS) $(BUILD)/liblfpool.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(FE_CRIT_CFLAGS) $< -o $@ $(STATIC) $(FE_LDLIBS) $(FE_CRIT_LIBS) $(LDFLAGS_SAN)
+
+$(FE_DIR)/test_frontend: tests/test_frontend.c $(FE_DEPS) $(BUILD)/liblfpool.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(FE_CRIT_CFLAGS) $< -o $@ $(STATIC) $(FE_LDLIBS) $(FE_CRIT_LIBS) $(LDFLAGS_SAN)
+
+$(FE_DIR)/conc_frontend: tests/conc_frontend.c $(FE_DEPS) $(BUILD)/liblfpool.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< -o $@ $(STATIC) $(FE_LDLIBS) $(LDFLAGS_SAN)
+
+FE_SAN_ENV := TSAN_OPTIONS="halt_on_error=1 $(TSAN_OPTIONS)" \
+              ASAN_OPTIONS="detect_leaks=1 abort_on_error=0 $(ASAN_OPTIONS)" \
+              UBSAN_OPTIONS="halt_on_error=1 print_stacktrace=1 $(UBSAN_OPTIONS)"
+
+test-heap: $(FE_DIR)/test_heap
+	$(FE_SAN_ENV) LFP_TRACES=$(FE_TRACES) $(FE_DIR)/test_heap --jobs 2
+
+test-frontend: $(FE_DIR)/test_frontend
+	$(FE_SAN_ENV) LFP_TRACES=$(FE_TRACES) $(FE_DIR)/test_frontend --jobs 2
+
+# Ops per thread shrink under sanitizers (the CI box has 2 cores).
+FE_CONC_DIV_tsan := 6
+FE_CONC_DIV_asan := 3
+FE_CONC_DIV = $(or $(FE_CONC_DIV_$(SAN)),1)
+FE_CONC_OPS = $$(( 200000 / $(FE_CONC_DIV) ))
+FE_CONC_CONFIGS = \
+  "--threads 4 --ops $(FE_CONC_OPS)" \
+  "--threads 8 --ops $(FE_CONC_OPS) --checked" \
+  "--threads 3 --ops $(FE_CONC_OPS) --small-pools"
+
+test-conc-frontend: $(FE_DIR)/conc_frontend
+	@set -u; fails=0; for cfg in $(FE_CONC_CONFIGS); do \
+	  eval "set -- $$cfg"; \
+	  echo "+ $(FE_DIR)/conc_frontend $$*"; \
+	  $(FE_SAN_ENV) $(FE_DIR)/conc_frontend --timeout 150 "$$@" || { echo "conc_frontend $$*: exit $$?"; fails=$$((fails+1)); }; \
+	done; [ $$fails -eq 0 ] || { echo "test-conc-frontend: $$fails config(s) failed"; exit 1; }
+
+test-tsan-frontend:
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)/tsan SAN=tsan test-conc-frontend
+
+test-asan-frontend:
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)/asan SAN=asan test-heap test-frontend test-conc-frontend
+
+test-replay: $(REPLAY)
+	@if [ ! -d "$(FE_TRACES)" ]; then echo "test-replay: SKIP ($(FE_TRACES) absent)"; exit 0; fi; \
+	fails=0; for t in sim lfp; do for set in corners cmu11 real synthetic; do \
+	  echo "+ $(REPLAY) --target $$t --set $$set --reps 0"; \
+	  $(REPLAY) --traces $(FE_TRACES) --target $$t --set $$set --reps 0 > $(BUILD)/replay-$$t-$$set.out; rc=$$?; \
+	  grep -c '^RESULT.*errors=0$$' $(BUILD)/replay-$$t-$$set.out | sed 's/^/  traces replayed clean: /'; \
+	  if [ $$rc -ne 0 ] || grep -q 'errors=[1-9]' $(BUILD)/replay-$$t-$$set.out; then \
+	    echo "test-replay: $$t $$set FAILED (exit $$rc)"; fails=$$((fails+1)); fi; \
+	done; done; [ $$fails -eq 0 ]

@@ -1,0 +1,1270 @@
+/*
+ * pool/frontend.c - the malloc-compatible front end (lfp_heap_*, lfp_malloc).
+ *
+ * Sizes up to the largest class go to per-class pools (lfp_pool_t, each with
+ * the per-thread cache of pool/cache.c); sizes above it and below the huge
+ * threshold go to one fallback heap (pool/heap.c); huge sizes get their own
+ * mmap. A class starts with one small pool and adds a pool twice as big
+ * whenever all of its pools are empty; completely free pools are retired by
+ * lfp_heap_trim. Pool regions are carved from the fallback heap, so a
+ * retired pool's memory serves mid-size requests next, and the first small
+ * pools of many classes share pages (small programs stay small).
+ *
+ * Finding the owner of a pointer. free(p) searches the pool directory: a
+ * sorted array of {lo, hi, kind, object} covering every pool region and
+ * every huge mapping. A pointer in no entry but inside the fallback heap's
+ * reservation is a fallback-heap block; anything else is foreign. The
+ * directory, and each class's array of pools, are immutable once published:
+ * writers (under dir_lock / the class's grow_lock) copy, modify, publish the
+ * copy with a release store and hand the old copy to call_rcu. Readers run
+ * inside an RCU read-side critical section (liburcu, bulletproof flavour)
+ * from the acquire load of the array to their last use of what it points
+ * to, including the pool they allocate from or free into. Retiring a pool:
+ *   1. unpublish it from its class; synchronize_rcu: no allocator holds it;
+ *   2. if it is still completely free, no block of it is live, so no legal
+ *      free can target it: unpublish it from the directory; synchronize_rcu:
+ *      no free() is inside it; destroy it and give its region back;
+ *      otherwise (an allocator took a block in the window) put it back.
+ *
+ * Why urcu-bp (docs/frontend.md has the longer version): memb and qsbr need
+ * every reader thread to call rcu_register_thread() first, and qsbr also
+ * needs every registered thread to announce quiescent states, or grace
+ * periods stall. A malloc is called by threads the library never sees
+ * start, including a future LD_PRELOAD drop-in's callers; bp registers a
+ * thread on its first read lock (memory from mmap, not malloc) and notices
+ * dead threads by itself. With sys_membarrier, bp's read side is a
+ * thread-local counter update with no fence; measured here at ~1 ns per
+ * lock/unlock pair when liburcu-bp is linked statically, ~9 ns through the
+ * shared library (PLT calls and __tls_get_addr).
+ *
+ * Labels (docs/memory-order.md):
+ *   F1  release store of a class's pool array; pairs with F2.
+ *   F2  acquire load of a class's pool array (allocators): the pools it
+ *       names are initialized and in the directory (F3 happened before F1).
+ *   F3  release store of the directory; pairs with F4.
+ *   F4  acquire load of the directory (free, realloc, usable_size).
+ *   F5  acquire load of the default heap pointer; pairs with F6.
+ *   F6  release store of the default heap pointer after creation.
+ *   Relaxed: the allocation hint and the statistics counters (hints and
+ *   counts order nothing).
+ * The RCU grace periods (synchronize_rcu / call_rcu) order every reader's
+ * accesses before the reclamation of what it read; ThreadSanitizer cannot
+ * see inside liburcu, so builds under it add __tsan_release at read_unlock
+ * and __tsan_acquire after each grace period (lfpi_rcu_*).
+ *
+ * Invariants: directory entries are sorted and disjoint; every pool in a
+ * class array is in the directory; a pool leaves the directory only after
+ * it left its class array and a grace period passed.
+ */
+#include "heap_internal.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <urcu/urcu-bp.h>
+
+#if defined(__SANITIZE_THREAD__)
+#define LFPI_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define LFPI_TSAN 1
+#endif
+#endif
+#ifdef LFPI_TSAN
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+static char lfpi_rcu_tsan_sync;
+#endif
+
+_Static_assert(sizeof(uintptr_t) == sizeof(uint64_t), "pointers are stored in 64-bit atomics");
+
+/* ---- RCU helpers ----------------------------------------------------------- */
+
+static inline void rcu_lock(void)
+{
+	urcu_bp_read_lock();
+}
+
+static inline void rcu_unlock(void)
+{
+#ifdef LFPI_TSAN
+	__tsan_release(&lfpi_rcu_tsan_sync);
+#endif
+	urcu_bp_read_unlock();
+}
+
+/* After a grace period: every read section that began before it has ended. */
+static inline void rcu_after_grace(void)
+{
+#ifdef LFPI_TSAN
+	__tsan_acquire(&lfpi_rcu_tsan_sync);
+#endif
+}
+
+static void rcu_sync(void)
+{
+	urcu_bp_synchronize_rcu();
+	rcu_after_grace();
+}
+
+static inline void *ptr_load_acquire(const lfp_atomic_u64 *w)
+{
+	return (void *)(uintptr_t)lfp_load64_acquire(w);
+}
+
+static inline void ptr_store_release(lfp_atomic_u64 *w, const void *p)
+{
+	lfp_store64_release(w, (uint64_t)(uintptr_t)p);
+}
+
+/* ---- structures ------------------------------------------------------------- */
+
+enum { DIR_POOL = 1, DIR_HUGE = 2 };
+
+struct dir_entry {
+	uintptr_t lo, hi; /* [lo, hi) */
+	uint32_t kind;
+	uint32_t cls;     /* DIR_POOL: class index */
+	void *obj;        /* DIR_POOL: the pool; DIR_HUGE: the user pointer */
+};
+
+/* Retired arrays wait on the heap's garbage list for a grace period. */
+struct gnode {
+	struct gnode *next;
+};
+
+/* Small pools and huge mappings, sorted by lo; immutable once published. */
+struct dir {
+	struct gnode gc;
+	uint32_t n;
+	struct dir_entry e[];
+};
+
+/* A class's pools, immutable once published; newest last. */
+struct poolset {
+	struct gnode gc;
+	uint32_t n;
+	lfp_pool_t *pool[];
+};
+
+struct cls {
+	size_t size;           /* immutable */
+	size_t align;          /* immutable */
+	lfp_atomic_u64 pools;  /* struct poolset * (F1/F2) */
+	lfp_atomic_u32 hint;   /* relaxed: index of the pool that served last */
+	pthread_mutex_t grow_lock;
+	size_t next_bytes;     /* block bytes of the next pool (grow_lock) */
+};
+
+#define LFPI_HEAP_MAGIC UINT64_C(0x4c46504845415031) /* "LFPHEAP1" */
+
+/* Pools with regions of at least one granule are "big": their regions are
+ * granule-aligned and whole granules, and the page map finds them in O(1). */
+#define GRAN_SHIFT 16
+#define GRAN ((size_t)1 << GRAN_SHIFT)
+#define GC_BATCH 32u
+#define AUTO_TRIM_EVERY 64u /* pool additions between automatic trims */
+
+struct lfp_heap {
+	uint64_t magic;
+	unsigned flags;            /* immutable */
+	uint32_t nclasses;         /* immutable */
+	size_t max_class;          /* immutable */
+	size_t huge_threshold;     /* immutable */
+	size_t pool_min_bytes, pool_max_bytes; /* immutable */
+	lfp_flheap_t *fh;          /* mid sizes and pool regions; immutable */
+	lfp_flheap_t *meta;        /* this struct, directories, pool arrays */
+	uintptr_t fh_base;         /* fh's region; immutable */
+	size_t fh_len;
+	lfp_atomic_u64 *pagemap;   /* granule of fh -> big pool (P1/P2) */
+	size_t pagemap_bytes;      /* immutable */
+	uint8_t *class_of;         /* (n + 7) / 8 -> class, n <= max_class */
+	lfp_atomic_u64 dir;        /* struct dir * (F3/F4) */
+	pthread_mutex_t dir_lock;  /* writers of dir */
+	pthread_mutex_t trim_lock; /* one trim at a time */
+	pthread_mutex_t gc_lock;   /* garbage, ngarbage */
+	struct gnode *garbage;
+	uint32_t ngarbage;
+	lfp_atomic_u64 pools_added, pools_retired, pool_bytes; /* relaxed stats */
+	lfp_atomic_u64 grows_since_trim; /* relaxed: a trigger count */
+	lfp_atomic_u64 huge_live, huge_bytes, bad_frees;        /* relaxed stats */
+	struct cls cls[];
+};
+
+/*
+ * Default classes: 8, then every 16 bytes to 128, then four per power of two
+ * up to 16 KiB (37 classes). From the size profiles of the Autolab
+ * real-program traces (docs/frontend.md): 88-94% of requests are <= 64
+ * bytes and more than 99% are <= 16 KiB; a geometric family with four
+ * steps per doubling bounds rounding waste at 25% (about 10% on average)
+ * and keeps the number of classes, hence of separately growing pools, low.
+ */
+static const size_t default_classes[] = {
+	8, 16, 32, 48, 64, 80, 96, 112, 128,
+	160, 192, 224, 256, 320, 384, 448, 512, 640, 768, 896, 1024,
+	1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096,
+	5120, 6144, 7168, 8192, 10240, 12288, 14336, 16384,
+};
+
+#define DEFAULT_POOL_MIN ((size_t)1 << 10)
+/* Every pool has at least this many blocks: the per-thread cache of
+ * pool/cache.c switches on at 256 (LFPI_CACHE_MIN_BLOCKS), and blocks never
+ * touched cost address space, not resident memory. */
+#define POOL_MIN_BLOCKS 256u
+#define POOL_MIN_CACHED_BYTES ((size_t)16 << 10)
+#define DEFAULT_POOL_MAX ((size_t)1 << 20)
+#define DEFAULT_HUGE ((size_t)256 << 10)
+#define META_RESERVE ((size_t)1 << 30)
+
+static inline bool heap_live(const lfp_heap_t *h)
+{
+	return h != NULL && h->magic == LFPI_HEAP_MAGIC;
+}
+
+static size_t page_size(void)
+{
+	return (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* ---- deferred reclamation ---------------------------------------------------- */
+
+/*
+ * Free an unpublished array once no reader can hold it. Arrays collect on a
+ * list; every GC_BATCH of them cost one synchronize_rcu (so growth and huge
+ * blocks do not pay a grace period each, and no call_rcu thread is needed).
+ * Never called inside a read section.
+ */
+static void retire_later(lfp_heap_t *h, struct gnode *g)
+{
+	pthread_mutex_lock(&h->gc_lock);
+	g->next = h->garbage;
+	h->garbage = g;
+	struct gnode *batch = NULL;
+	if (++h->ngarbage >= GC_BATCH) {
+		batch = h->garbage;
+		h->garbage = NULL;
+		h->ngarbage = 0;
+	}
+	pthread_mutex_unlock(&h->gc_lock);
+	if (batch == NULL)
+		return;
+	rcu_sync();
+	while (batch) {
+		struct gnode *next = batch->next;
+		(void)lfp_flheap_free(h->meta, batch);
+		batch = next;
+	}
+}
+
+/* ---- directory -------------------------------------------------------------- */
+
+/* Last entry with lo <= p, if p < its hi; NULL otherwise. Inside a read
+ * section (or under dir_lock). */
+static const struct dir_entry *dir_find(const struct dir *d, uintptr_t p)
+{
+	const struct dir_entry *e = d->e;
+	uint32_t n = d->n;
+	if (n == 0 || p < e[0].lo)
+		return NULL;
+	/* Branchless lower bound: the last entry with lo <= p. */
+	while (n > 1) {
+		uint32_t half = n / 2;
+		e = e[half].lo <= p ? e + half : e;
+		n -= half;
+	}
+	return p < e->hi ? e : NULL;
+}
+
+/* Publish a copy of the directory without the entry starting at `drop`
+ * (if drop != 0; it must exist) and with `add` (if not NULL). Caller holds
+ * dir_lock. 0 or -ENOMEM (nothing changed). */
+static int dir_edit(lfp_heap_t *h, const struct dir_entry *add, uintptr_t drop)
+{
+	struct dir *old = ptr_load_acquire(&h->dir); /* F4 (under dir_lock) */
+	uint32_t n = old ? old->n : 0;
+	uint32_t nn = n + (add != NULL) - (drop != 0);
+	struct dir *d = lfp_flheap_malloc(h->meta, sizeof *d + sizeof(struct dir_entry) * (nn ? nn : 1));
+	if (d == NULL)
+		return -ENOMEM;
+	uint32_t j = 0;
+	bool placed = add == NULL;
+	for (uint32_t i = 0; i < n; i++) {
+		if (drop != 0 && old->e[i].lo == drop)
+			continue;
+		if (!placed && add->lo < old->e[i].lo) {
+			d->e[j++] = *add;
+			placed = true;
+		}
+		d->e[j++] = old->e[i];
+	}
+	if (!placed)
+		d->e[j++] = *add;
+	d->n = j;
+	ptr_store_release(&h->dir, d); /* F3: pairs with F4 */
+	if (old)
+		retire_later(h, &old->gc);
+	return 0;
+}
+
+static int dir_update(lfp_heap_t *h, const struct dir_entry *e, bool add)
+{
+	return add ? dir_edit(h, e, 0) : dir_edit(h, NULL, e->lo);
+}
+
+/* ---- the page map of big pools ------------------------------------------------ */
+
+static inline lfp_atomic_u64 *gran_slot(const lfp_heap_t *h, uintptr_t p)
+{
+	/* Granules are counted from the aligned address below fh's start. */
+	return &h->pagemap[(p - (h->fh_base & ~(uintptr_t)(GRAN - 1))) >> GRAN_SHIFT];
+}
+
+/* Map (pool != NULL) or unmap the granules of a big pool's region. */
+static void pagemap_set(lfp_heap_t *h, uintptr_t lo, uintptr_t hi, lfp_pool_t *pool)
+{
+	for (uintptr_t a = lo; a < hi; a += GRAN) {
+		if (pool)
+			ptr_store_release(gran_slot(h, a), pool); /* P1: pairs with P2 */
+		else
+			lfp_store64_relaxed(gran_slot(h, a), 0); /* relaxed: a grace period
+								  * follows before reuse */
+	}
+}
+
+/* ---- classes and pools ------------------------------------------------------- */
+
+static inline uint32_t class_index(const lfp_heap_t *h, size_t n)
+{
+	return h->class_of[(n + 7) >> 3];
+}
+
+/* Try every pool of the class, the hinted one first. NULL if all are empty.
+ * Inside a read section. errno is left as it was. */
+static void *class_try(struct cls *c, const struct poolset *s)
+{
+	uint32_t n = s->n;
+	uint32_t i = lfp_load32_relaxed(&c->hint); /* relaxed: a hint */
+	if (i >= n)
+		i = n - 1;
+	int saved = errno;
+	for (uint32_t k = 0; k < n; k++) {
+		void *p = lfp_pool_alloc(s->pool[i]);
+		if (p != NULL) {
+			if (k != 0)
+				lfp_store32_relaxed(&c->hint, i); /* relaxed: a hint */
+			errno = saved;
+			return p;
+		}
+		i = i == 0 ? n - 1 : i - 1; /* newest (largest) pools first */
+	}
+	errno = saved;
+	return NULL;
+}
+
+static unsigned pool_flags(const lfp_heap_t *h)
+{
+	return ((h->flags & LFP_HEAP_CHECKED) ? LFP_POOL_CHECKED : 0u) |
+	       ((h->flags & LFP_HEAP_POOL_STATS) ? LFP_POOL_STATS : 0u);
+}
+
+/* The config of a pool of class c with about `bytes` of blocks; a big one
+ * gets as many blocks as fill its whole granules. *rsize: region bytes. */
+static lfp_pool_config_t pool_config(const lfp_heap_t *h, const struct cls *c, size_t bytes,
+				     size_t *rsize)
+{
+	size_t count = bytes / c->size;
+	/* Enough blocks for a cache where that keeps the region small (packed
+	 * with others, not granule-aligned: a granule-aligned region touches
+	 * pages at both ends through the fallback heap's boundary tags). */
+	size_t min = c->size * POOL_MIN_BLOCKS <= POOL_MIN_CACHED_BYTES ? POOL_MIN_BLOCKS : 2;
+	lfp_pool_config_t pc = {
+		.block_size = c->size,
+		.block_count = count < min ? min : count,
+		.block_align = c->align,
+		.flags = pool_flags(h),
+	};
+	size_t r = lfp_pool_region_size(&pc);
+	if (r >= GRAN) {
+		size_t want = (r + GRAN - 1) & ~(GRAN - 1);
+		/* Grow the count to fill the granules, then back off until it
+		 * fits (the cache area depends on the count too). */
+		pc.block_count += (want - r) / (c->size + 4);
+		while (pc.block_count > 2 && (r = lfp_pool_region_size(&pc)) > want)
+			pc.block_count -= (r - want) / c->size + 1;
+		r = want;
+	}
+	*rsize = r;
+	return pc;
+}
+
+/* Publish a copy of class c's pool array with `add` appended (if not NULL)
+ * and the pools in drop[0..ndrop) left out. Caller holds c->grow_lock. */
+static int poolset_update(lfp_heap_t *h, struct cls *c, lfp_pool_t *add, lfp_pool_t *const *drop,
+			  size_t ndrop)
+{
+	struct poolset *old = ptr_load_acquire(&c->pools); /* F2 (under grow_lock) */
+	uint32_t n = old ? old->n : 0;
+	struct poolset *s = lfp_flheap_malloc(h->meta, sizeof *s + sizeof(lfp_pool_t *) * (n + 1));
+	if (s == NULL)
+		return -ENOMEM;
+	s->n = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		bool dropped = false;
+		for (size_t k = 0; k < ndrop; k++)
+			dropped |= old->pool[i] == drop[k];
+		if (!dropped)
+			s->pool[s->n++] = old->pool[i];
+	}
+	if (add)
+		s->pool[s->n++] = add;
+	if (s->n == 0) {
+		(void)lfp_flheap_free(h->meta, s);
+		s = NULL;
+	}
+	ptr_store_release(&c->pools, s); /* F1: pairs with F2 */
+	if (s)
+		lfp_store32_relaxed(&c->hint, s->n - 1); /* relaxed: a hint */
+	if (old)
+		retire_later(h, &old->gc);
+	return 0;
+}
+
+/* Make p findable by free(): the page map for a big pool, the directory
+ * for a small one. Caller holds dir_lock. */
+static int pool_publish(lfp_heap_t *h, lfp_pool_t *pool, uint32_t ci, size_t rsize)
+{
+	uintptr_t lo = (uintptr_t)pool;
+	if (rsize >= GRAN) {
+		pagemap_set(h, lo, lo + rsize, pool);
+		return 0;
+	}
+	struct dir_entry e = { lo, lo + rsize, DIR_POOL, ci, pool };
+	return dir_update(h, &e, true);
+}
+
+static void pool_unpublish(lfp_heap_t *h, lfp_pool_t *pool, size_t rsize)
+{
+	uintptr_t lo = (uintptr_t)pool;
+	if (rsize >= GRAN) {
+		pagemap_set(h, lo, lo + rsize, NULL);
+		return;
+	}
+	struct dir_entry e = { .lo = lo };
+	while (dir_update(h, &e, false) != 0)
+		; /* the metadata heap is out of memory: retry (rare) */
+}
+
+/* Bytes of p's region (what pool_config gave it). */
+static size_t pool_region_bytes(const lfp_heap_t *h, const struct cls *c, const lfp_pool_t *p)
+{
+	lfp_pool_config_t pc = {
+		.block_size = c->size,
+		.block_count = lfp_pool_capacity(p),
+		.block_align = c->align,
+		.flags = pool_flags(h),
+	};
+	size_t r = lfp_pool_region_size(&pc);
+	return r >= GRAN ? (r + GRAN - 1) & ~(GRAN - 1) : r;
+}
+
+/* Add a pool to class c (grow_lock held). 0 or -ENOMEM. */
+static int class_grow(lfp_heap_t *h, struct cls *c, uint32_t ci)
+{
+	size_t rsize;
+	lfp_pool_config_t pc = pool_config(h, c, c->next_bytes, &rsize);
+	if (rsize == 0)
+		return -ENOMEM;
+	void *mem = lfp_flheap_aligned_alloc(h->fh, rsize >= GRAN ? GRAN : LFP_REGION_ALIGN, rsize);
+	if (mem == NULL)
+		return -ENOMEM;
+	lfp_pool_t *pool;
+	if (lfpi_flheap_pin(h->fh, mem) != 0 || lfp_pool_init(mem, rsize, &pc, &pool) != 0) {
+		(void)lfpi_flheap_free_pinned(h->fh, mem);
+		(void)lfp_flheap_free(h->fh, mem);
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&h->dir_lock);
+	int rc = pool_publish(h, pool, ci, rsize);
+	pthread_mutex_unlock(&h->dir_lock);
+	if (rc == 0) {
+		rc = poolset_update(h, c, pool, NULL, 0);
+		if (rc != 0) {
+			pthread_mutex_lock(&h->dir_lock);
+			pool_unpublish(h, pool, rsize);
+			pthread_mutex_unlock(&h->dir_lock);
+			rcu_sync();
+		}
+	}
+	if (rc != 0) {
+		(void)lfp_pool_destroy(pool);
+		(void)lfpi_flheap_free_pinned(h->fh, mem);
+		return rc;
+	}
+	lfp_fetch_add64_relaxed(&h->pools_added, 1);     /* relaxed: stats */
+	lfp_fetch_add64_relaxed(&h->pool_bytes, rsize);  /* relaxed: stats */
+	lfp_fetch_add64_relaxed(&h->grows_since_trim, 1); /* relaxed: a trigger */
+	if (c->next_bytes < h->pool_max_bytes)
+		c->next_bytes *= 2;
+	return 0;
+}
+
+static int trim_class(lfp_heap_t *h, struct cls *c);
+
+/*
+ * Every AUTO_TRIM_EVERY pool additions, retire the completely free pools of
+ * the other classes, so a program whose sizes change phase does not keep
+ * every class's old peak (it costs two grace periods, amortized over the
+ * additions). Called with no lock held; skipped if a trim is running.
+ */
+static void auto_trim(lfp_heap_t *h, uint32_t growing)
+{
+	if (lfp_load64_relaxed(&h->grows_since_trim) < AUTO_TRIM_EVERY) /* relaxed: a trigger */
+		return;
+	if (pthread_mutex_trylock(&h->trim_lock) != 0)
+		return;
+	lfp_store64_relaxed(&h->grows_since_trim, 0); /* relaxed: under trim_lock */
+	for (uint32_t i = 0; i < h->nclasses; i++)
+		if (i != growing)
+			(void)trim_class(h, &h->cls[i]);
+	pthread_mutex_unlock(&h->trim_lock);
+}
+
+/* Slow path: every pool of the class was empty. Grow, then allocate. */
+static void *class_alloc_slow(lfp_heap_t *h, uint32_t ci)
+{
+	struct cls *c = &h->cls[ci];
+	void *p = NULL;
+	pthread_mutex_lock(&c->grow_lock);
+	for (int tries = 0; tries < 4 && p == NULL; tries++) {
+		rcu_lock();
+		const struct poolset *s = ptr_load_acquire(&c->pools); /* F2: pairs with F1 */
+		if (s != NULL)
+			p = class_try(c, s);
+		rcu_unlock();
+		if (p != NULL || class_grow(h, c, ci) != 0)
+			break;
+	}
+	pthread_mutex_unlock(&c->grow_lock);
+	auto_trim(h, ci);
+	if (p == NULL)
+		errno = ENOMEM;
+	return p;
+}
+
+static inline void *class_alloc(lfp_heap_t *h, uint32_t ci)
+{
+	struct cls *c = &h->cls[ci];
+	rcu_lock();
+	const struct poolset *s = ptr_load_acquire(&c->pools); /* F2: pairs with F1 */
+	void *p = NULL;
+	if (lfpi_likely(s != NULL)) {
+		uint32_t i = lfp_load32_relaxed(&c->hint); /* relaxed: a hint */
+		int saved = errno;
+		p = lfp_pool_alloc(s->pool[i < s->n ? i : s->n - 1]);
+		if (lfpi_unlikely(p == NULL)) {
+			errno = saved;
+			p = class_try(c, s);
+		}
+	}
+	rcu_unlock();
+	if (lfpi_unlikely(p == NULL))
+		p = class_alloc_slow(h, ci);
+	return p;
+}
+
+/* ---- huge blocks -------------------------------------------------------------- */
+
+static void *huge_alloc(lfp_heap_t *h, size_t n, size_t align)
+{
+	size_t page = page_size();
+	if (align < page)
+		align = page;
+	if (n == 0)
+		n = 1; /* aligned_alloc(big alignment, 0) still gets a page */
+	size_t len, map_len;
+	if (__builtin_add_overflow(n, page - 1, &len)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	len &= ~(page - 1);
+	if (__builtin_add_overflow(len, align - page, &map_len)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	char *m = mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	char *p = (char *)(((uintptr_t)m + align - 1) & ~(uintptr_t)(align - 1));
+	/* Trim the alignment slack so the mapping is exactly [p, p+len). */
+	if (p > m)
+		munmap(m, (size_t)(p - m));
+	if ((size_t)(p - m) + len < map_len)
+		munmap(p + len, map_len - (size_t)(p - m) - len);
+	struct dir_entry e = { (uintptr_t)p, (uintptr_t)p + len, DIR_HUGE, 0, p };
+	pthread_mutex_lock(&h->dir_lock);
+	int rc = dir_update(h, &e, true);
+	pthread_mutex_unlock(&h->dir_lock);
+	if (rc != 0) {
+		munmap(p, len);
+		errno = ENOMEM;
+		return NULL;
+	}
+	lfp_fetch_add64_relaxed(&h->huge_live, 1);   /* relaxed: stats */
+	lfp_fetch_add64_relaxed(&h->huge_bytes, len); /* relaxed: stats */
+	return p;
+}
+
+/* Free huge block p (found in the directory by the caller, outside any read
+ * section). Under dir_lock the entry is looked up again, so of two racing
+ * frees one wins and the other gets -EINVAL (the mapping is gone). */
+static int huge_free(lfp_heap_t *h, void *p)
+{
+	pthread_mutex_lock(&h->dir_lock);
+	const struct dir *d = ptr_load_acquire(&h->dir); /* F4 (under dir_lock) */
+	const struct dir_entry *f = d ? dir_find(d, (uintptr_t)p) : NULL;
+	if (f == NULL || f->kind != DIR_HUGE || f->obj != p) {
+		pthread_mutex_unlock(&h->dir_lock);
+		return -EINVAL;
+	}
+	struct dir_entry e = *f;
+	while (dir_update(h, &e, false) != 0)
+		; /* the metadata heap is out of memory: retry (rare) */
+	pthread_mutex_unlock(&h->dir_lock);
+	/* Readers only read directory entries, never the mapping: unmap now. */
+	int saved = errno;
+	munmap((void *)e.lo, e.hi - e.lo);
+	errno = saved;
+	lfp_fetch_sub64_relaxed(&h->huge_live, 1);            /* relaxed: stats */
+	lfp_fetch_sub64_relaxed(&h->huge_bytes, e.hi - e.lo); /* relaxed: stats */
+	return 0;
+}
+
+/*
+ * Grow or shrink huge block p to at least n bytes (n >= the threshold) with
+ * mremap: the kernel moves page tables, nothing is copied. Growth leaves a
+ * quarter of headroom (address space only: untouched pages cost nothing),
+ * so a block that grows step by step is remapped rarely. NULL if p is not a
+ * huge block or the kernel refuses (the caller then copies).
+ */
+static void *huge_resize(lfp_heap_t *h, void *p, size_t n)
+{
+	size_t page = page_size(), want;
+	if (__builtin_add_overflow(n, n / 4 + page - 1, &want))
+		return NULL;
+	want &= ~(page - 1);
+	pthread_mutex_lock(&h->dir_lock);
+	const struct dir *d = ptr_load_acquire(&h->dir); /* F4 (under dir_lock) */
+	const struct dir_entry *f = d ? dir_find(d, (uintptr_t)p) : NULL;
+	if (f == NULL || f->kind != DIR_HUGE || f->obj != p || f->lo != (uintptr_t)p) {
+		pthread_mutex_unlock(&h->dir_lock);
+		return NULL;
+	}
+	struct dir_entry old = *f;
+	size_t old_len = old.hi - old.lo;
+	int saved = errno;
+	char *q = mremap(p, old_len, want, MREMAP_MAYMOVE);
+	errno = saved;
+	if (q == MAP_FAILED) {
+		pthread_mutex_unlock(&h->dir_lock);
+		return NULL;
+	}
+	struct dir_entry e = { (uintptr_t)q, (uintptr_t)q + want, DIR_HUGE, 0, q };
+	while (dir_edit(h, &e, old.lo) != 0)
+		; /* the metadata heap is out of memory: retry (rare) */
+	pthread_mutex_unlock(&h->dir_lock);
+	lfp_fetch_add64_relaxed(&h->huge_bytes, want - old_len); /* relaxed: stats (wraps
+								     * back on shrink) */
+	return q;
+}
+
+/* ---- owner lookup --------------------------------------------------------------- */
+
+#define OWN_FALLBACK 0u
+#define OWN_FOREIGN UINT32_MAX
+
+struct owner {
+	uint32_t kind; /* OWN_FALLBACK, DIR_POOL, DIR_HUGE or OWN_FOREIGN */
+	uintptr_t hi;  /* DIR_HUGE: end of the mapping */
+	void *obj;     /* DIR_POOL: the pool; DIR_HUGE: the user pointer */
+};
+
+/* Inside a read section. A big pool in O(1) through the page map, else a
+ * binary search of the (small) directory. */
+static inline struct owner owner_of(const lfp_heap_t *h, const void *p)
+{
+	uintptr_t a = (uintptr_t)p;
+	bool in_fh = a - h->fh_base < h->fh_len;
+	if (lfpi_likely(in_fh)) {
+		lfp_pool_t *pool = ptr_load_acquire(gran_slot(h, a)); /* P2: pairs with P1 */
+		if (lfpi_likely(pool != NULL))
+			return (struct owner){ DIR_POOL, 0, pool };
+	}
+	const struct dir *d = ptr_load_acquire(&h->dir); /* F4: pairs with F3 */
+	const struct dir_entry *e = d ? dir_find(d, a) : NULL;
+	if (e != NULL)
+		return (struct owner){ e->kind, e->hi, e->obj };
+	return (struct owner){ in_fh ? OWN_FALLBACK : OWN_FOREIGN, 0, NULL };
+}
+
+/* ---- public: create / destroy ---------------------------------------------------- */
+
+static int check_config(const lfp_heap_config_t *cfg)
+{
+	if (cfg->fit > LFP_FIT_BEST ||
+	    (cfg->flags & ~(unsigned)(LFP_HEAP_CHECKED | LFP_HEAP_ABORT_ON_BAD_FREE |
+				      LFP_HEAP_POOL_STATS)))
+		return -EINVAL;
+	if (cfg->class_sizes != NULL) {
+		if (cfg->class_count == 0 || cfg->class_count > LFP_HEAP_MAX_CLASSES)
+			return -EINVAL;
+		for (size_t i = 0; i < cfg->class_count; i++) {
+			size_t s = cfg->class_sizes[i];
+			if (s == 0 || s > LFP_HEAP_MAX_CLASS_SIZE || (s != 8 && s % 16) ||
+			    (i && s <= cfg->class_sizes[i - 1]))
+				return -EINVAL;
+		}
+	}
+	if (cfg->pool_max_bytes && cfg->pool_min_bytes > cfg->pool_max_bytes)
+		return -EINVAL;
+	return 0;
+}
+
+lfp_heap_t *lfp_heap_create(const lfp_heap_config_t *cfg)
+{
+	lfp_heap_config_t def = { 0 };
+	if (cfg == NULL)
+		cfg = &def;
+	int rc = check_config(cfg);
+	if (rc != 0) {
+		errno = -rc;
+		return NULL;
+	}
+	const size_t *classes = cfg->class_sizes ? cfg->class_sizes : default_classes;
+	size_t ncls = cfg->class_sizes ? cfg->class_count
+				       : sizeof default_classes / sizeof default_classes[0];
+	size_t max_class = classes[ncls - 1];
+	size_t table = (max_class + 7) / 8 + 1;
+
+	/* The metadata heap first: it holds this struct, the class table, the
+	 * directory and the pool arrays, out of reach of lfp_heap_free. */
+	lfp_flheap_config_t mc = { .reserve = META_RESERVE };
+	lfp_flheap_t *meta = lfp_flheap_create(&mc);
+	if (meta == NULL)
+		return NULL;
+	size_t hbytes = sizeof(lfp_heap_t) + sizeof(struct cls) * ncls;
+	lfp_heap_t *h = lfp_flheap_malloc(meta, hbytes + table);
+	if (h == NULL) {
+		(void)lfp_flheap_destroy(meta);
+		errno = ENOMEM;
+		return NULL;
+	}
+	memset(h, 0, hbytes);
+	h->meta = meta;
+	h->flags = cfg->flags;
+	h->nclasses = (uint32_t)ncls;
+	h->max_class = max_class;
+	h->huge_threshold = cfg->huge_threshold ? cfg->huge_threshold : DEFAULT_HUGE;
+	if (h->huge_threshold <= max_class)
+		h->huge_threshold = max_class + 1;
+	h->pool_min_bytes = cfg->pool_min_bytes ? cfg->pool_min_bytes : DEFAULT_POOL_MIN;
+	h->pool_max_bytes = cfg->pool_max_bytes ? cfg->pool_max_bytes : DEFAULT_POOL_MAX;
+	if (h->pool_max_bytes < h->pool_min_bytes)
+		h->pool_max_bytes = h->pool_min_bytes;
+	h->class_of = (uint8_t *)h + hbytes;
+	for (size_t ci = 0, q = 0; q < table; q++) {
+		while (classes[ci] < q * 8)
+			ci++;
+		h->class_of[q] = (uint8_t)ci;
+	}
+	lfp_flheap_config_t fc = {
+		.fit = cfg->fit,
+		.reserve = cfg->reserve,
+		.flags = (cfg->flags & LFP_HEAP_CHECKED) ? LFP_FLHEAP_CHECKED : 0u,
+	};
+	h->fh = lfp_flheap_create(&fc);
+	if (h->fh == NULL) {
+		(void)lfp_flheap_destroy(meta);
+		errno = ENOMEM;
+		return NULL;
+	}
+	lfpi_flheap_range(h->fh, &h->fh_base, &h->fh_len);
+	/* One word per granule of the fallback heap: address space only,
+	 * touched where big pools live. */
+	h->pagemap_bytes = ((h->fh_len >> GRAN_SHIFT) + 2) * sizeof(lfp_atomic_u64);
+	h->pagemap_bytes = (h->pagemap_bytes + page_size() - 1) & ~(page_size() - 1);
+	void *pm = mmap(NULL, h->pagemap_bytes, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (pm == MAP_FAILED) {
+		(void)lfp_flheap_destroy(h->fh);
+		(void)lfp_flheap_destroy(meta);
+		errno = ENOMEM;
+		return NULL;
+	}
+	/* Zero-filled pages are valid null pointers for the atomic words. */
+	h->pagemap = pm;
+	for (size_t i = 0; i < ncls; i++) {
+		struct cls *c = &h->cls[i];
+		c->size = classes[i];
+		c->align = classes[i] < 16 ? 8 : 16;
+		c->next_bytes = h->pool_min_bytes;
+		lfp_init64(&c->pools, 0);
+		lfp_init32(&c->hint, 0);
+		pthread_mutex_init(&c->grow_lock, NULL);
+	}
+	lfp_init64(&h->dir, 0);
+	lfp_init64(&h->pools_added, 0);
+	lfp_init64(&h->pools_retired, 0);
+	lfp_init64(&h->grows_since_trim, 0);
+	lfp_init64(&h->pool_bytes, 0);
+	lfp_init64(&h->huge_live, 0);
+	lfp_init64(&h->huge_bytes, 0);
+	lfp_init64(&h->bad_frees, 0);
+	pthread_mutex_init(&h->dir_lock, NULL);
+	pthread_mutex_init(&h->trim_lock, NULL);
+	pthread_mutex_init(&h->gc_lock, NULL);
+	h->magic = LFPI_HEAP_MAGIC;
+	return h;
+}
+
+int lfp_heap_destroy(lfp_heap_t *h)
+{
+	if (!heap_live(h))
+		return -EINVAL;
+	h->magic = 0;
+	/* No other call may run (contract); pools are destroyed so their
+	 * threads' caches forget them. */
+	rcu_sync();
+	for (uint32_t ci = 0; ci < h->nclasses; ci++) {
+		const struct poolset *s = ptr_load_acquire(&h->cls[ci].pools); /* F2 */
+		for (uint32_t k = 0; s && k < s->n; k++)
+			(void)lfp_pool_destroy(s->pool[k]);
+		pthread_mutex_destroy(&h->cls[ci].grow_lock);
+	}
+	const struct dir *d = ptr_load_acquire(&h->dir); /* F4 */
+	for (uint32_t i = 0; d && i < d->n; i++)
+		if (d->e[i].kind == DIR_HUGE)
+			munmap((void *)d->e[i].lo, d->e[i].hi - d->e[i].lo);
+	pthread_mutex_destroy(&h->dir_lock);
+	pthread_mutex_destroy(&h->trim_lock);
+	pthread_mutex_destroy(&h->gc_lock);
+	munmap(h->pagemap, h->pagemap_bytes);
+	(void)lfp_flheap_destroy(h->fh);
+	(void)lfp_flheap_destroy(h->meta); /* h lives there */
+	return 0;
+}
+
+/* ---- public: allocation ------------------------------------------------------------ */
+
+void *lfp_heap_malloc(lfp_heap_t *h, size_t n)
+{
+	if (lfpi_unlikely(!heap_live(h))) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (lfpi_likely(n <= h->max_class))
+		return class_alloc(h, class_index(h, n ? n : 1));
+	if (n < h->huge_threshold)
+		return lfp_flheap_malloc(h->fh, n);
+	return huge_alloc(h, n, 0);
+}
+
+static int free_in(lfp_heap_t *h, void *p)
+{
+	rcu_lock();
+	struct owner o = owner_of(h, p);
+	int rc;
+	if (lfpi_likely(o.kind == DIR_POOL)) {
+		rc = lfp_pool_free(o.obj, p);
+		rcu_unlock();
+		return rc;
+	}
+	rcu_unlock();
+	if (o.kind == OWN_FALLBACK)
+		rc = lfp_flheap_free(h->fh, p);
+	else if (o.kind == DIR_HUGE)
+		rc = huge_free(h, p);
+	else
+		rc = -EINVAL;
+	return rc;
+}
+
+int lfp_heap_free(lfp_heap_t *h, void *p)
+{
+	if (lfpi_unlikely(!heap_live(h)))
+		return -EINVAL;
+	if (p == NULL)
+		return 0;
+	/* errno: the pool path never touches it; the fallback heap keeps it;
+	 * only a huge free (munmap) saves it. */
+	int rc = free_in(h, p);
+	if (lfpi_unlikely(rc != 0))
+		lfp_fetch_add64_relaxed(&h->bad_frees, 1); /* relaxed: stats */
+	return rc;
+}
+
+void *lfp_heap_calloc(lfp_heap_t *h, size_t n, size_t size)
+{
+	size_t total;
+	if (__builtin_mul_overflow(n, size, &total)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	void *p = lfp_heap_malloc(h, total);
+	/* A fresh huge mapping is already zero; everything else may be reused. */
+	if (p != NULL && total < h->huge_threshold)
+		memset(p, 0, total);
+	return p;
+}
+
+size_t lfp_heap_usable_size(lfp_heap_t *h, const void *p)
+{
+	if (!heap_live(h) || p == NULL)
+		return 0;
+	size_t n = 0;
+	rcu_lock();
+	struct owner o = owner_of(h, p);
+	if (o.kind == DIR_POOL) {
+		if (lfp_pool_index(o.obj, p) >= 0)
+			n = lfp_pool_block_size(o.obj);
+	} else if (o.kind == DIR_HUGE) {
+		if (o.obj == p)
+			n = o.hi - (uintptr_t)p;
+	}
+	rcu_unlock();
+	if (o.kind == OWN_FALLBACK)
+		n = lfp_flheap_usable_size(h->fh, p);
+	return n;
+}
+
+void *lfp_heap_realloc(lfp_heap_t *h, void *p, size_t n)
+{
+	if (!heap_live(h)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (p == NULL)
+		return lfp_heap_malloc(h, n);
+	if (n == 0) {
+		if (lfp_heap_free(h, p) != 0)
+			errno = EINVAL;
+		return NULL;
+	}
+	rcu_lock();
+	struct owner o = owner_of(h, p);
+	size_t old = 0;
+	bool valid = false;
+	if (o.kind == DIR_POOL) {
+		valid = lfp_pool_index(o.obj, p) >= 0;
+		old = lfp_pool_block_size(o.obj);
+	} else if (o.kind == DIR_HUGE) {
+		valid = o.obj == p;
+		old = o.hi - (uintptr_t)p;
+	}
+	rcu_unlock();
+	if (o.kind == OWN_FOREIGN || ((o.kind == DIR_POOL || o.kind == DIR_HUGE) && !valid)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (o.kind == DIR_POOL) {
+		/* Served by the same class: nothing to do. (The block size of
+		 * a pool is its class size.) */
+		if (n <= h->max_class && class_index(h, n) == class_index(h, old))
+			return p;
+	} else if (o.kind == OWN_FALLBACK) {
+		if (n < h->huge_threshold)
+			return lfp_flheap_realloc(h->fh, p, n); /* in place if it can */
+		old = lfp_flheap_usable_size(h->fh, p);
+		if (old == 0) {
+			errno = EINVAL;
+			return NULL;
+		}
+	} else if (n >= h->huge_threshold) {
+		if (n <= old && n >= old / 2)
+			return p; /* stays huge and not much smaller: keep it */
+		void *q = huge_resize(h, p, n);
+		if (q != NULL)
+			return q;
+	}
+	void *q = lfp_heap_malloc(h, n);
+	if (q == NULL)
+		return NULL; /* ENOMEM; p intact */
+	memcpy(q, p, old < n ? old : n);
+	(void)lfp_heap_free(h, p);
+	return q;
+}
+
+void *lfp_heap_aligned_alloc(lfp_heap_t *h, size_t align, size_t n)
+{
+	if (!heap_live(h) || align == 0 || (align & (align - 1)) || align > ((size_t)1 << 30)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (align <= 16) {
+		/* Class blocks are 16-aligned, except the 8-byte class. */
+		if (align > 8 && n <= 8)
+			n = 9;
+		return lfp_heap_malloc(h, n);
+	}
+	size_t need;
+	if (__builtin_add_overflow(n, align, &need)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	if (need < h->huge_threshold)
+		return lfp_flheap_aligned_alloc(h->fh, align, n);
+	return huge_alloc(h, n, align);
+}
+
+/* ---- trim, stats, validate --------------------------------------------------------- */
+
+/* A pool is completely free: no block allocated (cached blocks count as
+ * free). Exact once no thread can allocate from it any more. */
+static bool pool_all_free(const lfp_pool_t *pool)
+{
+	return lfp_pool_free_count(pool) == lfp_pool_capacity(pool);
+}
+
+static int trim_class(lfp_heap_t *h, struct cls *c)
+{
+	lfp_pool_t *cand[64];
+	size_t nc = 0;
+	int retired = 0;
+	pthread_mutex_lock(&c->grow_lock);
+	rcu_lock();
+	const struct poolset *s = ptr_load_acquire(&c->pools); /* F2 */
+	for (uint32_t i = 0; s && i < s->n && nc < 64; i++)
+		if (pool_all_free(s->pool[i]))
+			cand[nc++] = s->pool[i];
+	rcu_unlock();
+	if (nc == 0 || poolset_update(h, c, NULL, cand, nc) != 0) {
+		pthread_mutex_unlock(&c->grow_lock);
+		return 0;
+	}
+	rcu_sync(); /* 1: no allocator holds a candidate now */
+	for (size_t k = 0; k < nc; k++) {
+		if (!pool_all_free(cand[k])) {
+			/* An allocator got a block in first: keep the pool. */
+			while (poolset_update(h, c, cand[k], NULL, 0) != 0)
+				;
+			cand[k] = NULL;
+		}
+	}
+	pthread_mutex_lock(&h->dir_lock);
+	for (size_t k = 0; k < nc; k++)
+		if (cand[k] != NULL)
+			pool_unpublish(h, cand[k], pool_region_bytes(h, c, cand[k]));
+	pthread_mutex_unlock(&h->dir_lock);
+	rcu_sync(); /* 2: no free() is inside a candidate now */
+	for (size_t k = 0; k < nc; k++) {
+		if (cand[k] == NULL)
+			continue;
+		size_t bytes = pool_region_bytes(h, c, cand[k]);
+		(void)lfp_pool_destroy(cand[k]);
+		(void)lfpi_flheap_free_pinned(h->fh, cand[k]);
+		lfp_fetch_add64_relaxed(&h->pools_retired, 1);  /* relaxed: stats */
+		lfp_fetch_sub64_relaxed(&h->pool_bytes, bytes); /* relaxed: stats */
+		retired++;
+	}
+	/* Start small again if the class has no pool left. */
+	if (ptr_load_acquire(&c->pools) == NULL) /* F2 */
+		c->next_bytes = h->pool_min_bytes;
+	pthread_mutex_unlock(&c->grow_lock);
+	return retired;
+}
+
+int lfp_heap_trim(lfp_heap_t *h)
+{
+	if (!heap_live(h))
+		return -EINVAL;
+	pthread_mutex_lock(&h->trim_lock);
+	int n = 0;
+	for (uint32_t i = 0; i < h->nclasses; i++)
+		n += trim_class(h, &h->cls[i]);
+	(void)lfp_flheap_trim(h->fh);
+	pthread_mutex_unlock(&h->trim_lock);
+	return n;
+}
+
+int lfp_heap_stats(lfp_heap_t *h, lfp_heap_stats_t *out)
+{
+	if (!heap_live(h) || out == NULL)
+		return -EINVAL;
+	/* Relaxed loads: independent snapshots. */
+	uint64_t added = lfp_load64_relaxed(&h->pools_added);
+	uint64_t retired = lfp_load64_relaxed(&h->pools_retired);
+	*out = (lfp_heap_stats_t){
+		.classes = h->nclasses,
+		.pools = added - retired,
+		.pools_added = added,
+		.pools_retired = retired,
+		.pool_bytes = lfp_load64_relaxed(&h->pool_bytes),
+		.huge_live = lfp_load64_relaxed(&h->huge_live),
+		.huge_bytes = lfp_load64_relaxed(&h->huge_bytes),
+		.bad_frees = lfp_load64_relaxed(&h->bad_frees),
+	};
+	return lfp_flheap_stats(h->fh, &out->fallback);
+}
+
+int lfp_heap_validate(lfp_heap_t *h, const char **why)
+{
+	const char *w = NULL;
+	if (!heap_live(h)) {
+		if (why)
+			*why = "not a live heap";
+		return -EINVAL;
+	}
+	rcu_lock();
+	const struct dir *d = ptr_load_acquire(&h->dir); /* F4 */
+	uint32_t small = 0;
+	for (uint32_t i = 0; d && i < d->n && !w; i++) {
+		const struct dir_entry *e = &d->e[i];
+		if (e->lo >= e->hi || (i && d->e[i - 1].hi > e->lo))
+			w = "directory entries overlap or are unsorted";
+		else if (e->kind == DIR_POOL)
+			small++;
+	}
+	uint32_t listed_small = 0;
+	for (uint32_t ci = 0; ci < h->nclasses && !w; ci++) {
+		const struct cls *c = &h->cls[ci];
+		const struct poolset *s = ptr_load_acquire(&c->pools); /* F2 */
+		for (uint32_t k = 0; s && k < s->n && !w; k++) {
+			lfp_pool_t *pool = s->pool[k];
+			uintptr_t lo = (uintptr_t)pool;
+			size_t bytes = pool_region_bytes(h, c, pool);
+			lfp_pool_report_t r;
+			if (lfp_pool_validate(pool, &r) != 0) {
+				w = r.error ? r.error : "a pool does not validate";
+			} else if (lfp_pool_block_size(pool) != c->size) {
+				w = "a pool's block size differs from its class";
+			} else if (bytes >= GRAN) {
+				for (uintptr_t a = lo; a < lo + bytes && !w; a += GRAN)
+					if (ptr_load_acquire(gran_slot(h, a)) != pool) /* P2 */
+						w = "a big pool is missing from the page map";
+			} else {
+				const struct dir_entry *e = d ? dir_find(d, lo) : NULL;
+				if (e == NULL || e->kind != DIR_POOL || e->obj != pool || e->cls != ci ||
+				    e->hi != lo + bytes)
+					w = "a small pool is missing from the directory";
+				listed_small++;
+			}
+		}
+	}
+	if (!w && listed_small != small)
+		w = "the directory holds pools no class lists";
+	rcu_unlock();
+	int rc = w ? -EUCLEAN : 0;
+	if (rc == 0) {
+		rc = lfp_flheap_validate(h->fh, &w);
+		if (rc == 0)
+			rc = lfp_flheap_validate(h->meta, &w);
+	}
+	if (why)
+		*why = w;
+	return rc;
+}
+
+/* ---- the process-wide default heap ---------------------------------------------------- */
+
+static lfp_atomic_u64 default_heap;               /* lfp_heap_t * (F5/F6) */
+static pthread_mutex_t default_lock = PTHREAD_MUTEX_INITIALIZER;
+static lfp_heap_config_t default_cfg;             /* default_lock */
+static bool default_cfg_set;                      /* default_lock */
+
+int lfp_default_heap_configure(const lfp_heap_config_t *cfg)
+{
+	if (cfg == NULL || check_config(cfg) != 0)
+		return -EINVAL;
+	pthread_mutex_lock(&default_lock);
+	int rc = 0;
+	if (lfp_load64_relaxed(&default_heap) != 0) /* relaxed: under the lock */
+		rc = -EBUSY;
+	else {
+		default_cfg = *cfg;
+		default_cfg_set = true;
+	}
+	pthread_mutex_unlock(&default_lock);
+	return rc;
+}
+
+static lfp_heap_t *default_heap_slow(void)
+{
+	pthread_mutex_lock(&default_lock);
+	lfp_heap_t *h = ptr_load_acquire(&default_heap); /* F5 */
+	if (h == NULL) {
+		h = lfp_heap_create(default_cfg_set ? &default_cfg : NULL);
+		if (h != NULL)
+			ptr_store_release(&default_heap, h); /* F6: pairs with F5 */
+	}
+	pthread_mutex_unlock(&default_lock);
+	if (h == NULL)
+		errno = ENOMEM;
+	return h;
+}
+
+lfp_heap_t *lfp_default_heap(void)
+{
+	lfp_heap_t *h = ptr_load_acquire(&default_heap); /* F5: pairs with F6 */
+	return lfpi_likely(h != NULL) ? h : default_heap_slow();
+}
+
+void *lfp_malloc(size_t n)
+{
+	lfp_heap_t *h = lfp_default_heap();
+	return h ? lfp_heap_malloc(h, n) : NULL;
+}
+
+void lfp_free(void *p)
+{
+	if (p == NULL)
+		return;
+	lfp_heap_t *h = ptr_load_acquire(&default_heap); /* F5 */
+	int rc = h ? lfp_heap_free(h, p) : -EINVAL; /* keeps errno */
+	if (lfpi_unlikely(rc != 0) && h && (h->flags & LFP_HEAP_ABORT_ON_BAD_FREE)) {
+		fprintf(stderr, "lfp_free(%p): %s\n", p,
+			rc == -EALREADY ? "double free" : "not a block of the default heap");
+		abort();
+	}
+}
+
+void *lfp_calloc(size_t n, size_t size)
+{
+	lfp_heap_t *h = lfp_default_heap();
+	return h ? lfp_heap_calloc(h, n, size) : NULL;
+}
+
+void *lfp_realloc(void *p, size_t n)
+{
+	lfp_heap_t *h = lfp_default_heap();
+	return h ? lfp_heap_realloc(h, p, n) : NULL;
+}
+
+void *lfp_aligned_alloc(size_t align, size_t n)
+{
+	lfp_heap_t *h = lfp_default_heap();
+	return h ? lfp_heap_aligned_alloc(h, align, n) : NULL;
+}
+
+int lfp_posix_memalign(void **out, size_t align, size_t n)
+{
+	int saved = errno;
+	if (out == NULL || align < sizeof(void *) || (align & (align - 1)))
+		return EINVAL;
+	void *p = lfp_aligned_alloc(align, n);
+	int rc = p ? 0 : (errno == EINVAL ? EINVAL : ENOMEM);
+	if (p)
+		*out = p;
+	errno = saved;
+	return rc;
+}
+
+size_t lfp_malloc_usable_size(const void *p)
+{
+	lfp_heap_t *h = ptr_load_acquire(&default_heap); /* F5 */
+	return h ? lfp_heap_usable_size(h, p) : 0;
+}

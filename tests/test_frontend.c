@@ -1,0 +1,621 @@
+/*
+ * tests/test_frontend.c - the malloc-compatible front end (lfp_heap_*,
+ * lfp_malloc & co.), Criterion.
+ *
+ * The edge-case checklist over all three owners (class pools, the fallback
+ * heap, huge mappings): malloc(0), SIZE_MAX and SIZE_MAX-k, calloc overflow
+ * pairs and zeroed reuse, every alignment error (aligned_alloc and
+ * posix_memalign), realloc across owners with content checks, realloc(NULL)
+ * and realloc(p, 0), free(NULL) and errno; bad frees in plain and checked
+ * mode; class growth and pool retirement; a randomized differential test
+ * against a shadow model (seed printed; LFP_SEED=<seed> reruns it); and the
+ * Autolab corner traces through the front end (skipped without
+ * ../shared/traces).
+ */
+#include <criterion/criterion.h>
+#include <lfpool.h>
+
+#include "lfp_test.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HUGE_T ((size_t)256 << 10) /* the default huge threshold */
+
+static lfp_heap_t *mk(unsigned flags)
+{
+	lfp_heap_config_t c = { .flags = flags, .reserve = (size_t)1 << 30 };
+	lfp_heap_t *h = lfp_heap_create(&c);
+	cr_assert_not_null(h, "create: %s", strerror(errno));
+	return h;
+}
+
+static void assert_valid(lfp_heap_t *h)
+{
+	const char *why = NULL;
+	int rc = lfp_heap_validate(h, &why);
+	cr_assert_eq(rc, 0, "front end invalid: %s", why ? why : "?");
+}
+
+static uint64_t test_seed(const char *name)
+{
+	const char *e = getenv("LFP_SEED");
+	uint64_t seed = e && *e ? strtoull(e, NULL, 0) : lfpt_mix64((uint64_t)time(NULL) ^ (uint64_t)getpid());
+	printf("%s: seed=%llu (rerun: LFP_SEED=%llu)\n", name, (unsigned long long)seed,
+	       (unsigned long long)seed);
+	fflush(stdout);
+	return seed;
+}
+
+static void fill(unsigned char *p, size_t n, unsigned seed)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] = (unsigned char)(seed + i * 13);
+}
+
+static bool same(const unsigned char *p, size_t n, unsigned seed)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] != (unsigned char)(seed + i * 13))
+			return false;
+	return true;
+}
+
+/* Sizes that land in each owner: classes, the fallback heap, huge. */
+static const size_t sizes[] = { 0, 1, 8, 9, 16, 17, 100, 1024, 4096, 16384, 16385, 100000,
+				HUGE_T - 1, HUGE_T, 3 * HUGE_T + 5 };
+#define NSIZES (sizeof sizes / sizeof *sizes)
+
+/* ---- configuration ------------------------------------------------------------- */
+
+Test(heap_config, bad_configs_are_einval)
+{
+	static const size_t not_ascending[] = { 16, 64, 32 };
+	static const size_t odd[] = { 16, 24 };
+	static const size_t too_big[] = { 16, 128 * 1024 };
+	static const size_t zero[] = { 0, 16 };
+	struct {
+		lfp_heap_config_t c;
+		const char *what;
+	} bad[] = {
+		{ { .class_sizes = not_ascending, .class_count = 3 }, "not ascending" },
+		{ { .class_sizes = odd, .class_count = 2 }, "not a multiple of 16" },
+		{ { .class_sizes = too_big, .class_count = 2 }, "above the largest class" },
+		{ { .class_sizes = zero, .class_count = 2 }, "zero" },
+		{ { .class_sizes = odd, .class_count = 0 }, "no classes" },
+		{ { .class_sizes = odd, .class_count = LFP_HEAP_MAX_CLASSES + 1 }, "too many" },
+		{ { .fit = 7 }, "fit" },
+		{ { .flags = 1u << 9 }, "flag" },
+		{ { .pool_min_bytes = 8192, .pool_max_bytes = 4096 }, "pool_min > pool_max" },
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		errno = 0;
+		cr_expect_null(lfp_heap_create(&bad[i].c), "%s", bad[i].what);
+		cr_expect_eq(errno, EINVAL, "%s", bad[i].what);
+	}
+	cr_expect_eq(lfp_heap_destroy(NULL), -EINVAL);
+	errno = 0;
+	cr_expect_null(lfp_heap_malloc(NULL, 8));
+	cr_expect_eq(errno, EINVAL);
+	cr_expect_eq(lfp_heap_free(NULL, (void *)8), -EINVAL);
+	cr_expect_eq(lfp_heap_trim(NULL), -EINVAL);
+	cr_expect_eq(lfp_default_heap_configure(NULL), -EINVAL);
+}
+
+Test(heap_config, custom_classes_are_used)
+{
+	static const size_t cls[] = { 8, 32, 96, 1024 };
+	lfp_heap_config_t c = { .class_sizes = cls, .class_count = 4 };
+	lfp_heap_t *h = lfp_heap_create(&c);
+	cr_assert_not_null(h);
+	size_t want[][2] = { { 1, 8 }, { 8, 8 }, { 9, 32 }, { 33, 96 }, { 97, 1024 }, { 1024, 1024 } };
+	for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+		void *p = lfp_heap_malloc(h, want[i][0]);
+		cr_expect_eq(lfp_heap_usable_size(h, p), want[i][1], "size %zu", want[i][0]);
+		lfp_heap_free(h, p);
+	}
+	void *p = lfp_heap_malloc(h, 1025); /* above the last class: fallback heap */
+	cr_expect_geq(lfp_heap_usable_size(h, p), 1025);
+	lfp_heap_free(h, p);
+	assert_valid(h);
+	lfp_heap_destroy(h);
+}
+
+/* ---- the edge-case checklist ---------------------------------------------------- */
+
+Test(heap_edges, malloc_zero)
+{
+	lfp_heap_t *h = mk(0);
+	void *a = lfp_heap_malloc(h, 0), *b = lfp_heap_malloc(h, 0);
+	cr_assert(a && b && a != b, "malloc(0) gives distinct blocks");
+	cr_expect_geq(lfp_heap_usable_size(h, a), 1);
+	cr_expect_eq(lfp_heap_free(h, a), 0);
+	cr_expect_eq(lfp_heap_free(h, b), 0);
+	void *c = lfp_malloc(0);
+	cr_expect_not_null(c);
+	lfp_free(c);
+	lfp_heap_destroy(h);
+}
+
+Test(heap_edges, sizes_near_size_max_fail_cleanly)
+{
+	lfp_heap_t *h = mk(LFP_HEAP_CHECKED);
+	unsigned char *keep = lfp_heap_malloc(h, 100);
+	fill(keep, 100, 5);
+	size_t ks[] = { 0, 1, 7, 8, 15, 16, 17, 4095, 4096, (size_t)1 << 20, (size_t)1 << 31 };
+	for (size_t i = 0; i < sizeof ks / sizeof *ks; i++) {
+		size_t n = SIZE_MAX - ks[i];
+		errno = 0;
+		cr_expect_null(lfp_heap_malloc(h, n), "malloc(SIZE_MAX-%zu)", ks[i]);
+		cr_expect_eq(errno, ENOMEM);
+		errno = 0;
+		cr_expect_null(lfp_malloc(n));
+		cr_expect_eq(errno, ENOMEM);
+		errno = 0;
+		cr_expect_null(lfp_heap_aligned_alloc(h, 4096, n));
+		cr_expect_eq(errno, ENOMEM);
+		errno = 0;
+		cr_expect_null(lfp_heap_realloc(h, keep, n), "realloc to SIZE_MAX-%zu", ks[i]);
+		cr_expect_eq(errno, ENOMEM);
+		cr_assert(same(keep, 100, 5), "a failed realloc left p intact");
+	}
+	lfp_heap_stats_t st;
+	lfp_heap_stats(h, &st);
+	cr_expect_eq(st.huge_live, 0, "no mapping leaked");
+	cr_expect_eq(lfp_heap_free(h, keep), 0);
+	assert_valid(h);
+	lfp_heap_destroy(h);
+}
+
+Test(heap_edges, calloc_overflow_and_zeroed_reuse)
+{
+	lfp_heap_t *h = mk(0);
+	size_t pairs[][2] = { { SIZE_MAX, 2 }, { 2, SIZE_MAX }, { SIZE_MAX / 2 + 1, 2 },
+			      { (size_t)1 << 32, (size_t)1 << 32 }, { SIZE_MAX, SIZE_MAX },
+			      { 3, SIZE_MAX / 3 + 1 }, { (size_t)1 << 33, (size_t)1 << 31 } };
+	for (size_t i = 0; i < sizeof pairs / sizeof *pairs; i++) {
+		errno = 0;
+		cr_expect_null(lfp_heap_calloc(h, pairs[i][0], pairs[i][1]), "pair %zu", i);
+		cr_expect_eq(errno, ENOMEM);
+		errno = 0;
+		cr_expect_null(lfp_calloc(pairs[i][0], pairs[i][1]), "pair %zu", i);
+		cr_expect_eq(errno, ENOMEM);
+	}
+	for (size_t i = 0; i < NSIZES; i++) {
+		size_t n = sizes[i];
+		for (int round = 0; round < 3; round++) {
+			unsigned char *p = lfp_heap_malloc(h, n);
+			cr_assert_not_null(p);
+			memset(p, 0xEE, lfp_heap_usable_size(h, p));
+			lfp_heap_free(h, p);
+		}
+		unsigned char *q = lfp_heap_calloc(h, 1, n);
+		cr_assert_not_null(q, "calloc %zu", n);
+		for (size_t k = 0; k < n; k++)
+			cr_assert_eq(q[k], 0, "calloc(1, %zu): byte %zu of a reused block", n, k);
+		lfp_heap_free(h, q);
+	}
+	assert_valid(h);
+	lfp_heap_destroy(h);
+}
+
+Test(heap_edges, every_alignment_error)
+{
+	lfp_heap_t *h = mk(0);
+	size_t bad[] = { 0, 3, 5, 6, 7, 12, 24, 48, 96, ((size_t)1 << 30) + 1, (size_t)1 << 31, SIZE_MAX };
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		errno = 0;
+		cr_expect_null(lfp_heap_aligned_alloc(h, bad[i], 64), "align %zu", bad[i]);
+		cr_expect_eq(errno, EINVAL, "align %zu", bad[i]);
+		errno = 0;
+		cr_expect_null(lfp_aligned_alloc(bad[i], 64));
+		cr_expect_eq(errno, EINVAL);
+	}
+	/* posix_memalign: a power-of-two multiple of sizeof(void *), returned,
+	 * not set in errno; *out untouched on error. */
+	size_t pbad[] = { 0, 1, 2, 4, 3, 12, 24, 48, ((size_t)1 << 30) + 8 };
+	for (size_t i = 0; i < sizeof pbad / sizeof *pbad; i++) {
+		void *out = (void *)0x1234;
+		errno = 777;
+		cr_expect_eq(lfp_posix_memalign(&out, pbad[i], 64), EINVAL, "align %zu", pbad[i]);
+		cr_expect_eq(errno, 777, "posix_memalign keeps errno");
+		cr_expect_eq(out, (void *)0x1234, "*out untouched");
+	}
+	void *out = (void *)0x1234;
+	errno = 777;
+	cr_expect_eq(lfp_posix_memalign(&out, 64, SIZE_MAX - 8), ENOMEM);
+	cr_expect_eq(errno, 777);
+	cr_expect_eq(out, (void *)0x1234);
+	cr_expect_eq(lfp_posix_memalign(NULL, 64, 8), EINVAL);
+	size_t good[] = { 1, 2, 4, 8, 16, 32, 64, 512, 4096, 65536, (size_t)1 << 21 };
+	for (size_t i = 0; i < sizeof good / sizeof *good; i++)
+		for (size_t j = 0; j < NSIZES; j++) {
+			char *p = lfp_heap_aligned_alloc(h, good[i], sizes[j]);
+			cr_assert_not_null(p, "align %zu size %zu", good[i], sizes[j]);
+			cr_expect_eq((uintptr_t)p % good[i], 0, "align %zu size %zu", good[i], sizes[j]);
+			cr_expect_geq(lfp_heap_usable_size(h, p), sizes[j]);
+			memset(p, 1, sizes[j]);
+			cr_expect_eq(lfp_heap_free(h, p), 0);
+			if (good[i] >= sizeof(void *)) {
+				void *q = NULL;
+				errno = 777;
+				cr_expect_eq(lfp_posix_memalign(&q, good[i], sizes[j]), 0);
+				cr_expect_eq(errno, 777);
+				cr_expect_eq((uintptr_t)q % good[i], 0);
+				lfp_free(q);
+			}
+		}
+	/* 16-byte alignment even for tiny sizes (the 8-byte class is only
+	 * 8-aligned). */
+	for (int k = 0; k < 64; k++) {
+		void *p = lfp_heap_aligned_alloc(h, 16, 1);
+		cr_expect_eq((uintptr_t)p % 16, 0);
+		lfp_heap_free(h, p);
+	}
+	assert_valid(h);
+	lfp_heap_destroy(h);
+}
+
+Test(heap_edges, realloc_across_owners_keeps_content)
+{
+	lfp_heap_t *h = mk(LFP_HEAP_CHECKED);
+	/* A walk through classes, the fallback heap, huge and back. */
+	size_t steps[] = { 10, 12, 16, 40, 1000, 16384, 20000, 200000, HUGE_T + 1, 5 * HUGE_T,
+			   3 * HUGE_T, 100000, 64, 8, 2 * HUGE_T, 1 };
+	unsigned char *p = lfp_heap_realloc(h, NULL, 5); /* realloc(NULL) = malloc */
+	cr_assert_not_null(p);
+	fill(p, 5, 77);
+	size_t cur = 5;
+	for (size_t i = 0; i < sizeof steps / sizeof *steps; i++) {
+		unsigned char *q = lfp_heap_realloc(h, p, steps[i]);
+		cr_assert_not_null(q, "realloc %zu -> %zu", cur, steps[i]);
+		cr_assert(same(q, cur < steps[i] ? cur : steps[i], 77), "content lost %zu -> %zu", cur,
+			  steps[i]);
+		cr_expect_geq(lfp_heap_usable_size(h, q), steps[i]);
+		if (cur == 10 && steps[i] == 12)
+			cr_expect_eq(q, p, "same class: stays in place");
+		if (cur == 5 * HUGE_T && steps[i] == 3 * HUGE_T)
+			cr_expect_eq(q, p, "huge shrink that stays huge: in place");
+		fill(q, steps[i], 77);
+		p = q;
+		cur = steps[i];
+		assert_valid(h);
+	}
+	errno = 999;
+	cr_expect_null(lfp_heap_realloc(h, p, 0), "realloc(p, 0) frees");
+	cr_expect_eq(errno, 999, "... without touching errno");
+	cr_expect_neq(lfp_heap_free(h, p), 0, "p is gone");
+	int local;
+	errno = 0;
+	cr_expect_null(lfp_heap_realloc(h, &local, 10), "realloc of a foreign pointer");
+	cr_expect_eq(errno, EINVAL);
+	lfp_heap_stats_t st;
+	lfp_heap_stats(h, &st);
+	cr_expect_eq(st.huge_live, 0);
+	assert_valid(h);
+	lfp_heap_destroy(h);
+}
+
+Test(heap_edges, free_null_and_errno_in_every_owner)
+{
+	lfp_heap_t *h = mk(0);
+	errno = 4242;
+	cr_expect_eq(lfp_heap_free(h, NULL), 0);
+	lfp_free(NULL);
+	cr_expect_eq(errno, 4242);
+	for (size_t i = 0; i < NSIZES; i++) {
+		void *p = lfp_heap_malloc(h, sizes[i]);
+		errno = 4242;
+		cr_expect_eq(lfp_heap_free(h, p), 0);
+		cr_expect_eq(errno, 4242, "free of a %zu-byte block keeps errno", sizes[i]);
+		p = lfp_malloc(sizes[i]);
+		errno = 4242;
+		lfp_free(p);
+		cr_expect_eq(errno, 4242, "lfp_free of a %zu-byte block keeps errno", sizes[i]);
+	}
+	int local;
+	errno = 4242;
+	cr_expect_eq(lfp_heap_free(h, &local), -EINVAL);
+	cr_expect_eq(errno, 4242, "a bad free keeps errno");
+	lfp_heap_destroy(h);
+}
+
+/* ---- bad frees ----------------------------------------------------------------------- */
+
+static void bad_frees(unsigned flags)
+{
+	lfp_heap_t *h = mk(flags);
+	int local;
+	uint64_t expect_bad = 0;
+	char *cls = lfp_heap_malloc(h, 48), *mid = lfp_heap_malloc(h, 50000);
+	char *big = lfp_heap_malloc(h, 2 * HUGE_T);
+	char *cls2 = lfp_heap_malloc(h, 48);
+	cr_expect_eq(lfp_heap_free(h, &local), -EINVAL, "stack pointer");
+	cr_expect_eq(lfp_heap_free(h, cls + 8), -EINVAL, "inside a class block");
+	cr_expect_eq(lfp_heap_free(h, big + 4096), -EINVAL, "inside a huge block");
+	expect_bad += 3;
+	if (flags & LFP_HEAP_CHECKED) {
+		cr_expect_eq(lfp_heap_free(h, mid + 16), -EINVAL, "inside a fallback block");
+		expect_bad++;
+	}
+	cr_expect_eq(lfp_heap_free(h, cls), 0);
+	cr_expect_eq(lfp_heap_free(h, cls), -EALREADY, "double free in a pool");
+	cr_expect_eq(lfp_heap_free(h, mid), 0);
+	cr_expect_eq(lfp_heap_free(h, mid), -EALREADY, "double free in the fallback heap");
+	cr_expect_eq(lfp_heap_free(h, big), 0);
+	cr_expect_eq(lfp_heap_free(h, big), -EINVAL, "double free of a huge block: mapping gone");
+	expect_bad += 3;
+	lfp_heap_stats_t st;
+	lfp_heap_stats(h, &st);
+	cr_expect_eq(st.bad_frees, expect_bad);
+	cr_expect_eq(lfp_heap_usable_size(h, &local), 0);
+	cr_expect_eq(lfp_heap_usable_size(h, cls2 + 1), 0);
+	assert_valid(h);
+	cr_expect_eq(lfp_heap_free(h, cls2), 0);
+	assert_valid(h);
+	lfp_heap_destroy(h);
+}
+
+Test(heap_bad_free, plain_mode)
+{
+	bad_frees(0);
+}
+
+Test(heap_bad_free, checked_mode)
+{
+	bad_frees(LFP_HEAP_CHECKED);
+}
+
+Test(heap_bad_free, lfp_free_counts_and_ignores)
+{
+	lfp_heap_t *d = lfp_default_heap();
+	cr_assert_not_null(d);
+	lfp_heap_stats_t a, b;
+	lfp_heap_stats(d, &a);
+	int local;
+	void *p = lfp_malloc(32);
+	lfp_free(p);
+	lfp_free(p);      /* double */
+	lfp_free(&local); /* foreign */
+	lfp_heap_stats(d, &b);
+	cr_expect_eq(b.bad_frees, a.bad_frees + 2);
+	assert_valid(d);
+	cr_expect_eq(lfp_default_heap_configure(&(lfp_heap_config_t){ 0 }), -EBUSY,
+		     "too late to configure the default heap");
+}
+
+/* ---- growth and retirement -------------------------------------------------------------- */
+
+Test(heap_pools, classes_grow_and_empty_pools_retire)
+{
+	lfp_heap_config_t c = { .pool_min_bytes = 512, .pool_max_bytes = 1 << 17 };
+	lfp_heap_t *h = lfp_heap_create(&c);
+	cr_assert_not_null(h);
+	enum { N = 30000 };
+	static void *v[N];
+	for (size_t i = 0; i < N; i++) {
+		v[i] = lfp_heap_malloc(h, 48 + (i % 3) * 16);
+		cr_assert_not_null(v[i]);
+		memset(v[i], (int)i, 48);
+	}
+	lfp_heap_stats_t st;
+	lfp_heap_stats(h, &st);
+	cr_expect_gt(st.pools, 6, "three classes grew to several pools each (%llu)",
+		     (unsigned long long)st.pools);
+	assert_valid(h);
+	cr_expect_eq(lfp_heap_trim(h), 0, "nothing to retire while every block is live");
+	for (size_t i = 0; i < N; i += 2)
+		lfp_heap_free(h, v[i]);
+	assert_valid(h);
+	for (size_t i = 1; i < N; i += 2)
+		lfp_heap_free(h, v[i]);
+	int n = lfp_heap_trim(h);
+	lfp_heap_stats(h, &st);
+	cr_expect_eq((uint64_t)n, st.pools_retired);
+	cr_expect_eq(st.pools, 0, "every pool was free and retired (%llu left)",
+		     (unsigned long long)st.pools);
+	cr_expect_eq(st.pool_bytes, 0);
+	cr_expect_eq(st.fallback.alloc_blocks, 0, "pool regions went back to the fallback heap");
+	assert_valid(h);
+	for (size_t i = 0; i < 1000; i++) { /* and the classes grow again */
+		v[i] = lfp_heap_malloc(h, 48);
+		cr_assert_not_null(v[i]);
+	}
+	assert_valid(h);
+	for (size_t i = 0; i < 1000; i++)
+		lfp_heap_free(h, v[i]);
+	lfp_heap_destroy(h);
+}
+
+/* ---- differential test against a shadow model ----------------------------------------- */
+
+struct shadow {
+	unsigned char *p;
+	size_t n;
+	unsigned tag;
+};
+
+static void diff_run(unsigned flags, uint64_t seed, unsigned ops)
+{
+	lfp_heap_config_t c = { .flags = flags, .pool_min_bytes = 256, .pool_max_bytes = 1 << 16 };
+	lfp_heap_t *h = lfp_heap_create(&c);
+	cr_assert_not_null(h);
+	enum { SLOTS = 700 };
+	static struct shadow s[SLOTS];
+	memset(s, 0, sizeof s);
+	lfpt_rng_t r;
+	lfpt_rng_init(&r, seed, flags);
+	unsigned tag = 1;
+	for (unsigned op = 0; op < ops; op++) {
+		struct shadow *x = &s[lfpt_rng_below(&r, SLOTS)];
+		unsigned what = (unsigned)lfpt_rng_below(&r, 12);
+		uint64_t k = lfpt_rng_below(&r, 1000);
+		size_t n = k < 700 ? lfpt_rng_below(&r, 257)
+			 : k < 950 ? lfpt_rng_below(&r, 20000)
+			 : k < 998 ? lfpt_rng_below(&r, HUGE_T)
+				   : HUGE_T + lfpt_rng_below(&r, 3 * HUGE_T);
+		if (x->p == NULL) {
+			size_t a = 16;
+			if (what == 0) {
+				a = (size_t)1 << (lfpt_rng_below(&r, 14));
+				x->p = lfp_heap_aligned_alloc(h, a, n);
+			} else if (what == 1) {
+				x->p = lfp_heap_calloc(h, n, 1);
+				cr_assert_not_null(x->p);
+				for (size_t i = 0; i < n; i++)
+					cr_assert_eq(x->p[i], 0, "op %u: calloc byte %zu", op, i);
+			} else {
+				x->p = lfp_heap_malloc(h, n);
+			}
+			cr_assert_not_null(x->p, "op %u: alloc %zu: %s", op, n, strerror(errno));
+			size_t need = n >= 16 || a > 16 ? a : 8;
+			cr_assert_eq((uintptr_t)x->p % (need < a ? need : a), 0, "op %u: misaligned", op);
+			cr_assert_geq(lfp_heap_usable_size(h, x->p), n);
+			x->n = n;
+			x->tag = tag++;
+			fill(x->p, n, x->tag);
+		} else if (what < 4) {
+			cr_assert(same(x->p, x->n, x->tag), "op %u: block overwritten", op);
+			unsigned char *q = lfp_heap_realloc(h, x->p, n);
+			if (n == 0) {
+				cr_assert_null(q);
+				x->p = NULL;
+				continue;
+			}
+			cr_assert_not_null(q, "op %u: realloc %zu", op, n);
+			cr_assert(same(q, x->n < n ? x->n : n, x->tag), "op %u: realloc lost content", op);
+			x->p = q;
+			x->n = n;
+			fill(q, n, x->tag);
+		} else {
+			cr_assert(same(x->p, x->n, x->tag), "op %u: block overwritten before free", op);
+			cr_assert_eq(lfp_heap_free(h, x->p), 0, "op %u", op);
+			x->p = NULL;
+		}
+		if (op % 5000 == 0) {
+			assert_valid(h);
+			for (size_t i = 0; i < SLOTS; i++)
+				if (s[i].p)
+					cr_assert(same(s[i].p, s[i].n, s[i].tag), "op %u: slot %zu", op, i);
+			if (op % 20000 == 0)
+				(void)lfp_heap_trim(h);
+		}
+	}
+	for (size_t i = 0; i < SLOTS; i++)
+		if (s[i].p) {
+			cr_assert(same(s[i].p, s[i].n, s[i].tag));
+			cr_assert_eq(lfp_heap_free(h, s[i].p), 0);
+		}
+	assert_valid(h);
+	lfp_heap_trim(h);
+	lfp_heap_stats_t st;
+	lfp_heap_stats(h, &st);
+	cr_expect_eq(st.pools, 0, "all retired after everything was freed");
+	cr_expect_eq(st.huge_live, 0);
+	cr_expect_eq(st.fallback.alloc_blocks, 0);
+	cr_expect_eq(st.bad_frees, 0);
+	lfp_heap_destroy(h);
+}
+
+Test(heap_diff, random_ops_match_the_shadow, .timeout = 120)
+{
+	uint64_t seed = test_seed("heap_diff");
+	diff_run(0, seed, 60000);
+	diff_run(LFP_HEAP_CHECKED, seed + 1, 30000);
+}
+
+/* ---- traces (skipped without ../shared/traces) ------------------------------------------- */
+
+struct top {
+	char t;
+	int id;
+	size_t size;
+};
+
+/* Minimal reader; stress/lfpool-replay.c is the full tool. -1: absent. */
+static long read_trace(const char *name, struct top *ops, long max, int *nids)
+{
+	const char *root = getenv("LFP_TRACES");
+	char path[1024];
+	snprintf(path, sizeof path, "%s/%s", root && *root ? root : "../shared/traces", name);
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return -1;
+	long hdr[4];
+	for (int i = 0; i < 4; i++)
+		cr_assert_eq(fscanf(f, "%ld", &hdr[i]), 1, "%s: header", path);
+	*nids = (int)hdr[1];
+	long n = 0;
+	size_t size = 0;
+	char line[256];
+	while (n < hdr[2] && n < max && fscanf(f, " %255[^\n]", line) == 1) {
+		char t;
+		int id;
+		long sz;
+		int k = sscanf(line, "%c %d %ld", &t, &id, &sz);
+		cr_assert_geq(k, 2, "%s: bad line '%s'", path, line);
+		if (k == 3)
+			size = (size_t)sz;
+		ops[n++] = (struct top){ t, id, t == 'f' ? 0 : size };
+		if (id >= *nids)
+			*nids = id + 1;
+	}
+	fclose(f);
+	return n;
+}
+
+Test(heap_traces, corner_traces_replay_cleanly)
+{
+	static const char *const names[] = { "malloclab-autolab/corners.rep",
+					     "malloclab-autolab/malloc-free.rep",
+					     "malloclab-autolab/malloc.rep", "malloclab/short1-bal.rep",
+					     "malloclab/short2-bal.rep" };
+	static struct top ops[64];
+	int ran = 0;
+	for (size_t t = 0; t < sizeof names / sizeof *names; t++) {
+		int nids = 0;
+		long n = read_trace(names[t], ops, 64, &nids);
+		if (n < 0)
+			continue;
+		ran++;
+		lfp_heap_t *h = mk(LFP_HEAP_CHECKED);
+		void *ptr[64] = { 0 };
+		size_t sz[64] = { 0 };
+		cr_assert_leq(nids, 64);
+		for (long i = 0; i < n; i++) {
+			int id = ops[i].id;
+			if (ops[i].t == 'a') {
+				ptr[id] = lfp_heap_malloc(h, ops[i].size);
+				cr_assert_not_null(ptr[id], "%s op %ld", names[t], i);
+				sz[id] = ops[i].size;
+				memset(ptr[id], id, ops[i].size);
+			} else if (ops[i].t == 'r') {
+				void *old = id >= 0 ? ptr[id] : NULL;
+				void *q = lfp_heap_realloc(h, old, ops[i].size);
+				if (ops[i].size == 0) {
+					cr_assert_null(q, "%s op %ld: realloc(p, 0)", names[t], i);
+				} else {
+					cr_assert_not_null(q);
+					size_t keep = sz[id] < ops[i].size ? sz[id] : ops[i].size;
+					for (size_t k = 0; k < keep; k++)
+						cr_assert_eq(((unsigned char *)q)[k], (unsigned char)id);
+					memset(q, id, ops[i].size);
+				}
+				ptr[id] = q;
+				sz[id] = ops[i].size;
+			} else {
+				cr_assert_eq(lfp_heap_free(h, id >= 0 ? ptr[id] : NULL), 0, "%s op %ld",
+					     names[t], i);
+				if (id >= 0)
+					ptr[id] = NULL;
+			}
+		}
+		assert_valid(h);
+		lfp_heap_destroy(h);
+	}
+	if (ran == 0)
+		cr_skip_test("../shared/traces absent");
+}
