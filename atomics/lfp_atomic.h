@@ -50,6 +50,13 @@ static inline uint32_t lfp_xchg32_acq_rel(lfp_atomic_u32 *p, uint32_t v)
 { return atomic_exchange_explicit(p, v, memory_order_acq_rel); }
 static inline uint32_t lfp_fetch_add32_relaxed(lfp_atomic_u32 *p, uint32_t v)
 { return atomic_fetch_add_explicit(p, v, memory_order_relaxed); }
+static inline uint32_t lfp_fetch_add32_release(lfp_atomic_u32 *p, uint32_t v)
+{ return atomic_fetch_add_explicit(p, v, memory_order_release); }
+/* Used by the shared-memory participant gate (pool/shm_ops.c, S4/S5). */
+static inline uint32_t lfp_fetch_sub32_release(lfp_atomic_u32 *p, uint32_t v)
+{ return atomic_fetch_sub_explicit(p, v, memory_order_release); }
+static inline uint32_t lfp_fetch_or32_acq_rel(lfp_atomic_u32 *p, uint32_t v)
+{ return atomic_fetch_or_explicit(p, v, memory_order_acq_rel); }
 /* CAS: success order in the name, failure order relaxed (the caller only
  * retries or gives up with the value it got). */
 static inline bool lfp_cas32_relaxed(lfp_atomic_u32 *p, uint32_t *exp, uint32_t des)
@@ -87,6 +94,9 @@ static inline bool lfp_cas64_weak_acq_rel(lfp_atomic_u64 *p, uint64_t *exp, uint
 { return atomic_compare_exchange_weak_explicit(p, exp, des, memory_order_acq_rel, memory_order_acquire); }
 static inline bool lfp_cas64_acq_rel(lfp_atomic_u64 *p, uint64_t *exp, uint64_t des)
 { return atomic_compare_exchange_strong_explicit(p, exp, des, memory_order_acq_rel, memory_order_acquire); }
+/* Strong, success acquire, failure relaxed: the cache's slot claim (S1). */
+static inline bool lfp_cas64_acquire(lfp_atomic_u64 *p, uint64_t *exp, uint64_t des)
+{ return atomic_compare_exchange_strong_explicit(p, exp, des, memory_order_acquire, memory_order_relaxed); }
 
 /* Compiler-only barrier for benchmarks and poisoning; not a memory fence. */
 #define lfp_compiler_barrier() atomic_signal_fence(memory_order_acq_rel)

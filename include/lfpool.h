@@ -20,6 +20,11 @@
  *   | call                         | concurrent with                           |
  *   |------------------------------|-------------------------------------------|
  *   | lfp_pool_alloc / _free       | each other, any query; never with destroy |
+ *   | lfp_pool_alloc_bulk/_free_bulk| as lfp_pool_alloc / _free                |
+ *   | lfp_cache_alloc / _free      | as alloc/free, but only by the thread that|
+ *   |                              | got the handle from lfp_pool_cache()      |
+ *   | lfp_pool_cache, _cache_flush | as alloc/free (they touch the calling     |
+ *   |                              | thread's own cache only)                  |
  *   | lfp_pool_index/_ptr/_contains| anything but destroy (read-only, immutable)|
  *   | lfp_pool_capacity/_block_size| anything but destroy                      |
  *   | lfp_pool_free_count, _stats  | anything but destroy (approximate while   |
@@ -29,6 +34,12 @@
  *
  * Progress: alloc and free are lock-free (a thread's CAS fails only because
  * another thread's succeeded); queries are wait-free; validate is O(N).
+ *
+ * Per-thread cache (docs/caches.md): unless LFP_POOL_NO_CACHE is set (or the
+ * pool is small, see lfp_pool_config_t.cache_slots), lfp_pool_alloc and
+ * lfp_pool_free go through a cache of the calling thread: magazines of block
+ * indices kept inside the pool region, refilled and flushed whole with one
+ * CAS each. A cache hit is wait-free and does no atomic read-modify-write.
  */
 #ifndef LFPOOL_H
 #define LFPOOL_H
@@ -72,6 +83,9 @@ enum {
 	/** Keep allocation/free counters and the high-water mark (two relaxed
 	 * atomic adds per pair on a counter line shared by all threads). */
 	LFP_POOL_STATS = 1u << 1,
+	/** No per-thread cache: every alloc and free works on the shared free
+	 * stack, and the region has no cache area. */
+	LFP_POOL_NO_CACHE = 1u << 2,
 };
 
 /** What a pool is made of. Zero-initialise, then set what you need. */
@@ -80,7 +94,25 @@ typedef struct lfp_pool_config {
 	size_t block_count; /**< blocks, 1 .. LFP_POOL_MAX_BLOCKS */
 	size_t block_align; /**< power of two; 0 = alignof(max_align_t) */
 	unsigned flags;     /**< LFP_POOL_* */
+	/* The per-thread cache (ignored with LFP_POOL_NO_CACHE; docs/caches.md).
+	 * All 0 = defaults: no cache below 256 blocks; else
+	 * slots = clamp(count / 1024, 1, 64),
+	 * size = clamp(pow2_floor(count / (8 * slots)), 4, 256) and
+	 * depot = 2 * slots. A thread's hoard (blocks no other thread can
+	 * reach) is at most 2 * size, so all slots together hold at most a
+	 * quarter of the pool by default. */
+	size_t cache_size;  /**< blocks per magazine, 1..LFP_CACHE_MAX_SIZE; 0 = default */
+	size_t cache_slots; /**< threads that can hold a cache at once,
+			     *   0..LFP_CACHE_MAX_SLOTS; 0 = default; other
+			     *   threads use the shared stack directly */
+	size_t cache_depot; /**< spare magazines shared by all threads; 0 =
+			     *   default; 2 * slots + depot <= 65535 */
 } lfp_pool_config_t;
+
+/** Largest cache_size (blocks per magazine). */
+#define LFP_CACHE_MAX_SIZE 4096u
+/** Largest cache_slots. */
+#define LFP_CACHE_MAX_SLOTS 4096u
 
 /** Opaque pool handle; its address is the start of the pool's region. */
 typedef struct lfp_pool lfp_pool_t;
@@ -94,16 +126,18 @@ typedef struct lfp_pool_stats {
 	uint64_t high_water; /**< most blocks in use at once (LFP_POOL_STATS) */
 	uint64_t capacity;   /**< block count */
 	uint64_t free;       /**< as lfp_pool_free_count() */
+	uint64_t cached;     /**< of those free, blocks in cache magazines */
 } lfp_pool_stats_t;
 
 /** What lfp_pool_validate found. */
 typedef struct lfp_pool_report {
 	uint64_t capacity;  /**< block count */
-	uint64_t free;      /**< blocks reachable from the free stack */
+	uint64_t free;      /**< free blocks: on the free stack or cached */
 	uint64_t allocated; /**< blocks marked allocated */
 	uint64_t other;     /**< blocks neither free nor allocated (a leak) */
 	uint32_t bad_index; /**< first index involved in an error, or UINT32_MAX */
 	const char *error;  /**< NULL if valid, else a static description */
+	uint64_t cached;    /**< of the free blocks, those in cache magazines */
 } lfp_pool_report_t;
 
 /**
@@ -195,6 +229,168 @@ LFP_API int lfp_pool_stats(const lfp_pool_t *pool, lfp_pool_stats_t *out);
  * Concurrency: none; the caller stops all allocs and frees. Progress: O(N).
  */
 LFP_API int lfp_pool_validate(const lfp_pool_t *pool, lfp_pool_report_t *report);
+
+/* ==========================================================================
+ * Bulk transfer: one CAS for many blocks.
+ * ========================================================================== */
+
+/**
+ * Take up to n blocks into out[0..). With a cache, whole magazines move (one
+ * CAS per magazine); without, each batch of up to 256 blocks is popped with
+ * one CAS.
+ * @return how many blocks were stored (0..n; fewer than n only when the pool
+ *         ran out, and then errno is ENOMEM, or EUCLEAN for a corrupt free
+ *         stack); -EINVAL if pool is not a live pool or out is NULL with
+ *         n > 0. n = 0 returns 0.
+ * Concurrency, Ordering, Progress: as lfp_pool_alloc, per block.
+ */
+LFP_API int64_t lfp_pool_alloc_bulk(lfp_pool_t *pool, void **out, size_t n) LFP_WARN_UNUSED;
+
+/**
+ * Give back n blocks (NULL entries are skipped). All-or-nothing: every
+ * pointer is checked before any block changes hands.
+ * @return 0; -EINVAL if pool is not live, ptrs is NULL with n > 0, or a
+ *         pointer is not a block start of this pool; -EALREADY if a block is
+ *         already free or appears twice in ptrs. On error no block is freed.
+ * Concurrency, Ordering: as lfp_pool_free, per block. Progress: lock-free;
+ * without a cache the whole batch is pushed with one CAS.
+ */
+LFP_API int lfp_pool_free_bulk(lfp_pool_t *pool, void *const *ptrs, size_t n);
+
+/* ==========================================================================
+ * The per-thread cache (docs/caches.md).
+ *
+ * lfp_pool_alloc and lfp_pool_free already use it. A thread that wants the
+ * last nanosecond asks once for its handle, then calls the inline
+ * lfp_cache_alloc / lfp_cache_free, which touch only memory this thread owns
+ * and fall back to an out-of-line call when the magazine is empty or full.
+ *
+ *     lfp_cache_t *c = lfp_pool_cache(pool);      // once per thread
+ *     void *p = lfp_cache_alloc(c);
+ *     ...
+ *     lfp_cache_free(c, p);                       // any block of pool
+ *
+ * A handle belongs to the thread that got it: it must not be passed to or
+ * used by another thread, and it is invalid after that thread exits or after
+ * lfp_pool_destroy(pool). Blocks themselves may be freed by any thread.
+ * ========================================================================== */
+
+/**
+ * ABI (version 1; docs/caches.md): the fields the inline fast path reads
+ * and writes. Applications must not touch them; they are here only so that
+ * lfp_cache_alloc/_free can be inlined. The magazine's entries, its count
+ * and the marks array live in the pool region; everything else in this
+ * struct is private to the calling thread.
+ */
+#define LFP_CACHE_ABI_VERSION 1
+/** State word of a block sitting in a magazine (ABI). */
+#define LFP_CACHE_MARK_CACHED 0xFFFFFFFBu
+typedef struct lfp_cache {
+	uint32_t *top;       /**< next free entry of the loaded magazine */
+	uint32_t *base;      /**< its first entry (top == base: empty) */
+	uint32_t *end;       /**< one past its last entry (top == end: full) */
+	uint32_t *count;     /**< the magazine's count word in the region */
+	uint32_t *marks;     /**< the pool's per-block state words */
+	char *blocks;        /**< block 0, in this process */
+	uint64_t span;       /**< bytes of blocks the fast path accepts */
+	uint64_t mask;       /**< stride - 1 */
+	uint32_t shift;      /**< log2(stride) */
+	uint32_t mark_alloc; /**< state word of an allocated block */
+} lfp_cache_t;
+
+/**
+ * The calling thread's cache handle for pool, made on first use. A pool
+ * without a cache (LFP_POOL_NO_CACHE), or one whose cache slots are all
+ * taken, still gives a handle: its calls then go to the shared stack.
+ * @return the handle; NULL with errno EINVAL (pool not live) or ENOSPC (this
+ *         thread already holds handles for too many pools: 64 at most,
+ *         fewer when their hashes collide).
+ * Concurrency: any thread, for itself. Ordering: none (no block changes
+ * hands). Progress: lock-free, except that a thread's first use of a pool's
+ * cache takes a process-wide mutex once.
+ */
+LFP_API lfp_cache_t *lfp_pool_cache(lfp_pool_t *pool) LFP_WARN_UNUSED;
+
+/** Out-of-line halves of lfp_cache_alloc / lfp_cache_free: same contract.
+ * Call the inline functions instead. */
+LFP_API void *lfp_cache_alloc_slow(lfp_cache_t *cache) LFP_MALLOC_LIKE LFP_WARN_UNUSED;
+LFP_API int lfp_cache_free_slow(lfp_cache_t *cache, void *ptr);
+
+/**
+ * Return the calling thread's cached blocks of pool to the shared structures
+ * (as whole magazines), where any thread's next refill finds them. The
+ * thread keeps its cache slot. A thread with no cache of pool: no-op.
+ * @return 0; -EINVAL if pool is not live.
+ * Concurrency: as lfp_pool_free. Ordering: as lfp_pool_free of each block.
+ * Progress: lock-free, O(magazines held).
+ */
+LFP_API int lfp_pool_cache_flush(lfp_pool_t *pool);
+
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(LFP_NO_INLINE_CACHE)
+#define LFP_CACHE_LIKELY(x) __builtin_expect(!!(x), 1)
+/* The two stores and the load below are the only atomics outside atomics/:
+ * relaxed GCC/Clang builtins, because this public header may not include
+ * <stdatomic.h>. Labels as in docs/memory-order.md:
+ *   K1 relaxed store of the magazine's count: only accounting readers
+ *      (stats, validate, recovery) look at it, and they order nothing by it.
+ *   K2 relaxed load/store of the block's state word: a block's state is read
+ *      by its own holder, or by a thread that got the block through a
+ *      hand-off that already orders it; stale poppers of the free stack only
+ *      compare it with the block count (pairs with nothing). */
+#endif
+
+/**
+ * Take a block from this thread's cache (inline; a hit is a few plain
+ * instructions and two relaxed stores).
+ * @return a block, or NULL with errno as lfp_pool_alloc.
+ * Concurrency: only the handle's thread. Ordering: as lfp_pool_alloc.
+ * Progress: wait-free on a hit; lock-free on a refill.
+ */
+static inline void *lfp_cache_alloc(lfp_cache_t *cache)
+{
+#ifdef LFP_CACHE_LIKELY
+	uint32_t *t = cache->top;
+	if (LFP_CACHE_LIKELY(t != cache->base)) {
+		uint32_t i = *--t;
+		cache->top = t;
+		__atomic_store_n(cache->count, (uint32_t)(t - cache->base), __ATOMIC_RELAXED); /* K1 */
+		__atomic_store_n(&cache->marks[i], cache->mark_alloc, __ATOMIC_RELAXED); /* K2 */
+		return cache->blocks + ((size_t)i << cache->shift);
+	}
+#endif
+	return lfp_cache_alloc_slow(cache);
+}
+
+/**
+ * Give a block back through this thread's cache (inline). Any block of the
+ * handle's pool may be given, whichever thread allocated it.
+ * @return 0, or as lfp_pool_free (-EINVAL, -EALREADY; NULL is a no-op).
+ * Double free: a block given twice in a row is refused with -EALREADY by the
+ * state-word check (one load, one store per free); two threads racing to
+ * free one block are caught only with LFP_POOL_CHECKED (then every call
+ * takes the out-of-line path, which uses a CAS).
+ * Concurrency: only the handle's thread. Ordering: as lfp_pool_free.
+ * Progress: wait-free on a hit; lock-free on a flush.
+ */
+static inline int lfp_cache_free(lfp_cache_t *cache, void *ptr)
+{
+#ifdef LFP_CACHE_LIKELY
+	uintptr_t off = (uintptr_t)ptr - (uintptr_t)cache->blocks;
+	uint32_t *t = cache->top;
+	if (LFP_CACHE_LIKELY(off < cache->span && (off & cache->mask) == 0 && t != cache->end)) {
+		uint32_t i = (uint32_t)(off >> cache->shift);
+		uint32_t *m = &cache->marks[i];
+		if (LFP_CACHE_LIKELY(__atomic_load_n(m, __ATOMIC_RELAXED) == cache->mark_alloc)) { /* K2 */
+			__atomic_store_n(m, LFP_CACHE_MARK_CACHED, __ATOMIC_RELAXED); /* K2 */
+			*t++ = i;
+			cache->top = t;
+			__atomic_store_n(cache->count, (uint32_t)(t - cache->base), __ATOMIC_RELAXED); /* K1 */
+			return 0;
+		}
+	}
+#endif
+	return lfp_cache_free_slow(cache, ptr);
+}
 
 #ifdef __cplusplus
 }

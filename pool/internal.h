@@ -13,10 +13,12 @@
  *   LFPI_ALLOC   i is allocated (written by the popper after its CAS)
  *   LFPI_FREEING i is being freed (checked mode, between the state CAS and
  *                the push)
+ *   LFPI_CACHED  i is free and sits in a cache magazine (pool/cache.c)
  *
  * Invariant (quiescent): |blocks reachable from head| + |blocks marked
- * LFPI_ALLOC| = count, and the walk from head reaches LFP_NIL in at most
- * count steps.
+ * LFPI_CACHED| + |blocks marked LFPI_ALLOC| = count, the walk from head
+ * reaches LFP_NIL in at most count steps, and the blocks marked LFPI_CACHED
+ * are exactly the entries of the cache's magazines (pool/cache.c).
  */
 #ifndef LFP_POOL_INTERNAL_H
 #define LFP_POOL_INTERNAL_H
@@ -42,9 +44,17 @@
 
 #define LFPI_ALLOC UINT32_C(0xFFFFFFFE)
 #define LFPI_FREEING UINT32_C(0xFFFFFFFD)
+/* In a cache magazine; equals LFP_CACHE_MARK_CACHED in the public header,
+ * which the inline fast path writes. */
+#define LFPI_CACHED UINT32_C(0xFFFFFFFB)
+/* Transient mark of lfpi_cache_sweep() (quiescent recovery only). */
+#define LFPI_SEEN UINT32_C(0xFFFFFFFA)
 
 /* Internal flags, above the public ones. */
 #define LFPI_OWNS_MAPPING (1u << 31)
+/* The region is mapped by several processes: after fork() a child forgets
+ * (without draining) the cache slots its parent's thread held in it. */
+#define LFPI_POOL_SHARED (1u << 30)
 
 struct lfp_pool {
 	/* Immutable after init (written before the handle is published). */
@@ -62,6 +72,17 @@ struct lfp_pool {
 	uint64_t map_size;    /* created pools: bytes mapped in all */
 	uint32_t stride_shift; /* log2(stride) if a power of two, else 0xFF */
 	uint32_t reserved0;
+	/* Per-thread cache (pool/cache.c); all zero when the pool has none
+	 * (cache_slots == 0). Immutable after init, like the fields above. */
+	uint64_t cache_off;    /* slot table: cache_slots x struct lfpi_slot */
+	uint64_t mag_next_off; /* mag_next[n_mags]: links of the magazine stacks */
+	uint64_t mags_off;     /* magazines: n_mags x mag_stride bytes */
+	uint64_t instance;     /* tells this pool from an earlier one at the same
+				* address (thread-local cache keys) */
+	uint32_t cache_slots;  /* S: threads that can hold a cache at once */
+	uint32_t cache_size;   /* k: block indices per magazine */
+	uint32_t n_mags;       /* M = 2 S + depot */
+	uint32_t mag_stride;   /* bytes per magazine, a multiple of 64 */
 
 	/* The free-stack head {tag:32 | index:32}: CAS by alloc (A2) and
 	 * free (R1); alone on its line so counters never false-share with it. */
@@ -72,6 +93,17 @@ struct lfp_pool {
 	lfp_atomic_u64 n_free;
 	lfp_atomic_u64 n_fail;
 	lfp_atomic_u64 high_water;
+
+	/* The cache's shared magazine stacks {tag:32 | magazine:32}: full
+	 * (non-empty) and empty magazines no thread holds (K3/K4 in
+	 * pool/cache.c). One line: a hand-off touches both. */
+	LFP_CACHE_ALIGNED lfp_atomic_u64 depot_full;
+	lfp_atomic_u64 depot_empty;
+	/* Batches kept in the blocks themselves {tag | head carrier} (pool/
+	 * cache.c, K3/K4 over next[]), and how many blocks the depot's batches
+	 * hold (relaxed: a statistic; slots count their own). */
+	lfp_atomic_u64 depot_batch;
+	lfp_atomic_u64 batched;
 };
 
 #define LFPI_HEADER_SIZE ((sizeof(struct lfp_pool) + 63u) & ~(size_t)63u)
@@ -79,6 +111,9 @@ struct lfp_pool {
 struct lfpi_layout {
 	uint64_t stride, align, next_off, blocks_off, region_size;
 	uint32_t stride_shift;
+	/* the cache (all 0 without one) */
+	uint32_t cache_slots, cache_size, n_mags, mag_stride;
+	uint64_t cache_off, mag_next_off, mags_off;
 };
 
 /* Compute the layout of cfg; 0 or -EINVAL / -EOVERFLOW. */
@@ -131,5 +166,161 @@ LFPI_HIDDEN void lfpi_stack_push_chain(lfp_pool_t *p, uint32_t first, uint32_t l
 
 #define LFPI_POP_EMPTY LFP_NIL
 #define LFPI_POP_CORRUPT UINT32_C(0xFFFFFFFC)
+
+/* ---- the per-thread cache (pool/cache.c, docs/caches.md) -------------------
+ * Region part, after next[]:
+ *   [ slot table: cache_slots x 64 B | mag_next[n_mags] | magazines ]
+ * Magazine m holds up to cache_size block indices. Every magazine is, at any
+ * time, a slot's `loaded` or `prev`, or on exactly one magazine stack (a
+ * slot's home_full/home_empty or the pool's depot_full/depot_empty), or in
+ * the hands of the one thread moving it between those. Slot s's magazines
+ * are initially 2s and 2s+1; the rest start on depot_empty.
+ *
+ * In-band batches: when a full magazine finds no empty one to swap with, its
+ * indices are written into the memory of its own (free) blocks - carriers,
+ * each holding {next carrier, up to stride/4 - 1 indices (NIL-terminated)} -
+ * and the first carrier is pushed on a batch stack (a slot's home_batch or
+ * depot_batch) whose links are that carrier's next[] word. Carriers' memory
+ * is written before the push (K3) and read only by the thread whose pop won
+ * (K4); stale poppers read only next[].
+ */
+struct lfpi_slot {
+	lfp_atomic_u64 owner;      /* 0 free, else an owner tag: claim CAS (K7),
+				    * release store (K8) */
+	lfp_atomic_u32 loaded;     /* magazine ids; written by the owner
+				    * (relaxed), read by validate/recovery */
+	lfp_atomic_u32 prev;
+	lfp_atomic_u64 home_full;  /* the owner's magazine stacks; thieves pop
+				    * them too (K3/K4) */
+	lfp_atomic_u64 home_empty;
+	lfp_atomic_u64 home_batch; /* the owner's in-band batches (K3/K4) */
+	lfp_atomic_u64 batched;    /* blocks in them (relaxed: a statistic, kept
+				    * per slot so the count never bounces) */
+	uint64_t reserved[2];
+};
+_Static_assert(sizeof(struct lfpi_slot) == 64, "a slot is one cache line");
+
+struct lfpi_mag {
+	lfp_atomic_u32 count; /* entries in use: written by the holder only
+			       * (K1, relaxed), read by anyone (stats) */
+	uint32_t ent[];       /* block indices; plain: only the holder touches
+			       * them, hand-overs are ordered by K3/K4 */
+};
+
+static inline struct lfpi_slot *lfpi_slot_at(const lfp_pool_t *p, uint32_t s)
+{
+	return (struct lfpi_slot *)(uintptr_t)((const char *)p + p->cache_off) + s;
+}
+
+static inline lfp_atomic_u32 *lfpi_mag_next(const lfp_pool_t *p)
+{
+	return (lfp_atomic_u32 *)(uintptr_t)((const char *)p + p->mag_next_off);
+}
+
+static inline struct lfpi_mag *lfpi_mag_at(const lfp_pool_t *p, uint32_t m)
+{
+	return (struct lfpi_mag *)(uintptr_t)((const char *)p + p->mags_off +
+					     (uint64_t)m * p->mag_stride);
+}
+
+/* Defaults and limits of the cache config (lfpi_layout). */
+#define LFPI_CACHE_MIN_BLOCKS 256u /* default: smaller pools get no cache */
+#define LFPI_CACHE_DEF_SLOTS 64u
+#define LFPI_CACHE_DEF_SIZE 256u
+#define LFPI_CACHE_MAX_MAGS 65535u /* validate keeps a bitmap on its stack */
+
+/* Lay the cache area out in a fresh region (lfp_pool_init). */
+LFPI_HIDDEN void lfpi_cache_init(lfp_pool_t *p);
+/* lfp_pool_destroy: forget every thread's cache of p in this process and
+ * drain every claimed slot (the pool is quiescent by contract). */
+LFPI_HIDDEN void lfpi_cache_destroy(lfp_pool_t *p);
+/* The calling thread's cache of p, made on first use; NULL if the thread
+ * cannot have one (then the caller takes the uncached path). */
+LFPI_HIDDEN struct lfp_cache *lfpi_cache_lookup(lfp_pool_t *p);
+/* The thread's last lookup, so lfp_pool_alloc/_free skip the table: owner
+ * thread only (plain). Valid while {pool, instance} match: a destroyed pool's
+ * instance never returns, and the thread clears it when it evicts or
+ * releases that entry itself. Initial-exec: one TLS access, no call. */
+struct lfpi_last {
+	const lfp_pool_t *pool;
+	uint64_t instance;
+	struct lfp_cache *cache;
+};
+extern LFPI_HIDDEN _Thread_local struct lfpi_last lfpi_last
+#if defined(__GNUC__) || defined(__clang__)
+	__attribute__((tls_model("initial-exec")))
+#endif
+	;
+
+static inline struct lfp_cache *lfpi_cache_get(lfp_pool_t *p)
+{
+	if (lfpi_likely(lfpi_last.pool == p && lfpi_last.instance == p->instance))
+		return lfpi_last.cache;
+	return lfpi_cache_lookup(p);
+}
+/* Free blocks in magazines: a snapshot while threads run, exact when
+ * quiescent. O(n_mags). */
+LFPI_HIDDEN uint64_t lfpi_cache_count(const lfp_pool_t *p);
+/* Quiescent check of the cache structures for lfp_pool_validate: every
+ * magazine in exactly one place, counts in range, every entry a block index
+ * marked LFPI_CACHED. Sets *entries to the number of cached blocks; 0 or
+ * -EUCLEAN with r->error set; *digest gets the entries' digest. Batches:
+ * their blocks count as entries, except each batch's head carrier, whose
+ * state word is a stack link: those are counted in *heads. */
+LFPI_HIDDEN int lfpi_cache_validate(const lfp_pool_t *p, lfp_pool_report_t *r,
+				    uint64_t *entries, uint64_t *digest, uint64_t *heads);
+/* Digest of a set of block indices: the sum of lfpi_index_hash over it. The
+ * set of blocks marked LFPI_CACHED and the multiset of magazine entries have
+ * equal sizes and digests only if they are equal (but with chance 2^-64), so
+ * validate catches a block held twice even when another is lost. */
+static inline uint64_t lfpi_index_hash(uint32_t i)
+{
+	uint64_t z = (uint64_t)i * UINT64_C(0x9E3779B97F4A7C15) + UINT64_C(0x632BE59BD9B4E019);
+	z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+	z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+	return z ^ (z >> 31);
+}
+/* Bulk helpers (pool/bulk.c). take: up to n indices out of the calling
+ * thread's cache, refilling as needed, marked LFPI_ALLOC; returns how many
+ * (0 with *err = ENOMEM or EUCLEAN), or -1 if the thread has no cache slot.
+ * put: n indices already marked LFPI_CACHED into the thread's cache; -1 if
+ * it has no slot (nothing done), else 0. */
+LFPI_HIDDEN int64_t lfpi_cache_take(lfp_pool_t *p, uint32_t *idx, uint32_t n, int *err);
+LFPI_HIDDEN int lfpi_cache_put(lfp_pool_t *p, const uint32_t *idx, uint32_t n);
+/* The free stack is empty but cached blocks may sit on magazine or batch
+ * stacks: move one magazine's or batch's worth onto the free stack (for a
+ * thread without a cache slot). True if something moved. */
+LFPI_HIDDEN bool lfpi_cache_rescue(lfp_pool_t *p);
+/* Pop up to max blocks off the shared free stack with one CAS (walking their
+ * links), into out[]; their link words are left as they were. Returns the
+ * count, or LFPI_POP_CORRUPT if the stack is corrupt. */
+LFPI_HIDDEN uint32_t lfpi_stack_pop_chain(lfp_pool_t *p, uint32_t *out, uint32_t max);
+
+/* The uncached alloc and free (pool/pool.c), as lfp_pool_alloc/_free on a
+ * pool without a cache; the caller has checked that p is live. */
+LFPI_HIDDEN void *lfpi_pool_alloc_uncached(lfp_pool_t *p);
+LFPI_HIDDEN int lfpi_pool_free_uncached(lfp_pool_t *p, void *ptr);
+/* LFP_POOL_STATS bookkeeping of one allocation (pool/pool.c). */
+LFPI_HIDDEN void lfpi_count_alloc(lfp_pool_t *p);
+
+/* ---- recovery hooks for shared memory (issue 4) ---------------------------
+ * Owner tags: (participant << 32) | thread serial. A shared-memory layer
+ * that knows this process's participant id for a pool installs the hook
+ * before any thread touches the pool's cache; without it the id is 0. */
+extern LFPI_HIDDEN uint32_t (*lfpi_cache_participant_hook)(const lfp_pool_t *p);
+/* Slot s's owner is known dead (and nobody else uses the slot): return its
+ * cached blocks (entries still marked LFPI_CACHED) and home magazines to the
+ * shared structures and free the slot. 0, or -EINVAL (no such slot or not
+ * claimed). Runs concurrently with other threads' allocs and frees. */
+LFPI_HIDDEN int lfpi_cache_reclaim_slot(lfp_pool_t *p, uint32_t s);
+/* Quiescent only (nobody allocates or frees): blocks marked LFPI_CACHED that
+ * are in no magazine (a thread died between marking a block and counting it)
+ * go back to the free stack, duplicate magazine entries are dropped, and
+ * magazines found nowhere return, emptied, to depot_empty. Returns the
+ * number of blocks recovered. */
+LFPI_HIDDEN uint64_t lfpi_cache_sweep(lfp_pool_t *p);
+/* Test hook: the calling thread forgets its cache of p without draining it
+ * or freeing its slot, exactly as if it had died. */
+LFPI_HIDDEN void lfpi_cache_abandon(lfp_pool_t *p);
 
 #endif /* LFP_POOL_INTERNAL_H */

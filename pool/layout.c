@@ -27,9 +27,50 @@ static bool add_round(uint64_t a, uint64_t b, uint64_t align, uint64_t *out)
 	return true;
 }
 
+static uint64_t pow2_floor(uint64_t x) { return x ? UINT64_C(1) << (63 - __builtin_clzll(x)) : 0; }
+
+static uint64_t clamp_u64(uint64_t x, uint64_t lo, uint64_t hi) { return x < lo ? lo : x > hi ? hi : x; }
+
+/* The cache's shape (docs/caches.md): S slots, k entries per magazine, M
+ * magazines. Defaults keep the worst-case hoard of the slots (2 k S blocks)
+ * at or below a quarter of the pool and the cache area at most 4 S
+ * magazines (about 280 KiB at S = 64, k = 256); what does not fit in
+ * magazines travels as in-band batches. 0 everywhere means no cache. */
+static int cache_shape(const lfp_pool_config_t *cfg, struct lfpi_layout *lay)
+{
+	uint64_t count = cfg->block_count, S, k, D;
+
+	lay->cache_slots = lay->cache_size = lay->n_mags = lay->mag_stride = 0;
+	if (cfg->cache_size > LFP_CACHE_MAX_SIZE || cfg->cache_slots > LFP_CACHE_MAX_SLOTS ||
+	    cfg->cache_depot > LFPI_CACHE_MAX_MAGS)
+		return -EINVAL;
+	if (cfg->flags & LFP_POOL_NO_CACHE)
+		return 0;
+	if (cfg->cache_slots)
+		S = cfg->cache_slots;
+	else if (count < LFPI_CACHE_MIN_BLOCKS)
+		return 0;
+	else
+		S = clamp_u64(count / 1024, 1, LFPI_CACHE_DEF_SLOTS);
+	k = cfg->cache_size ? cfg->cache_size
+			    : clamp_u64(pow2_floor(count / (8 * S)), 4, LFPI_CACHE_DEF_SIZE);
+	D = cfg->cache_depot ? cfg->cache_depot : 2 * S;
+	if (2 * S + D > LFPI_CACHE_MAX_MAGS) {
+		if (cfg->cache_depot || cfg->cache_slots)
+			return -EINVAL;
+		D = LFPI_CACHE_MAX_MAGS - 2 * S; /* a default that would not fit */
+	}
+	lay->cache_slots = (uint32_t)S;
+	lay->cache_size = (uint32_t)k;
+	lay->n_mags = (uint32_t)(2 * S + D);
+	lay->mag_stride = (uint32_t)((4 + 4 * k + 63) & ~UINT64_C(63));
+	return 0;
+}
+
 int lfpi_layout(const lfp_pool_config_t *cfg, struct lfpi_layout *lay)
 {
 	uint64_t align, stride, blocks_bytes, next_end, region;
+	int rc;
 
 	if (cfg == NULL || cfg->block_size == 0 || cfg->block_count == 0 ||
 	    cfg->block_count > LFP_POOL_MAX_BLOCKS)
@@ -47,6 +88,19 @@ int lfpi_layout(const lfp_pool_config_t *cfg, struct lfpi_layout *lay)
 		return -EOVERFLOW;
 	if (!add_round(LFPI_HEADER_SIZE, (uint64_t)cfg->block_count * 4u, LFP_REGION_ALIGN, &next_end))
 		return -EOVERFLOW;
+	/* The cache area follows next[] (bounded sizes: no overflow here). */
+	rc = cache_shape(cfg, lay);
+	if (rc < 0)
+		return rc;
+	lay->cache_off = lay->mag_next_off = lay->mags_off = 0;
+	if (lay->cache_slots) {
+		lay->cache_off = next_end;
+		lay->mag_next_off = next_end + (uint64_t)lay->cache_slots * sizeof(struct lfpi_slot);
+		lay->mags_off = (lay->mag_next_off + 4u * (uint64_t)lay->n_mags + 63u) & ~UINT64_C(63);
+		if (!add_round(lay->mags_off, (uint64_t)lay->n_mags * lay->mag_stride,
+			       LFP_REGION_ALIGN, &next_end))
+			return -EOVERFLOW;
+	}
 	/* Blocks start at a multiple of the block alignment from a region start
 	 * that is itself aligned to max(64, align), so every mapping of the
 	 * region sees aligned blocks. */
@@ -60,6 +114,21 @@ int lfpi_layout(const lfp_pool_config_t *cfg, struct lfpi_layout *lay)
 	lay->region_size = region;
 	lay->stride_shift = is_pow2(stride) ? (uint32_t)__builtin_ctzll(stride) : 0xFFu;
 	return 0;
+}
+
+/* A value no earlier pool at this address in this process had (a counter),
+ * mixed with addresses that ASLR varies between processes, so that a pool
+ * another process made at this address does not match either. */
+static uint64_t new_instance(const void *p)
+{
+	static lfp_atomic_u64 counter; /* zero-initialised: a valid atomic */
+	/* K10 relaxed: only uniqueness matters, no data hangs off the value. */
+	uint64_t n = lfp_fetch_add64_relaxed(&counter, 1) + 1;
+	uint64_t z = n * UINT64_C(0x9E3779B97F4A7C15) ^ (uint64_t)(uintptr_t)&counter ^
+		     ((uint64_t)(uintptr_t)p << 17);
+	z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+	z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+	return (z ^ (z >> 31)) | 1; /* never 0 */
 }
 
 size_t lfp_pool_region_size(const lfp_pool_config_t *cfg)
@@ -101,6 +170,14 @@ static int init_at(void *mem, size_t size, const lfp_pool_config_t *cfg, unsigne
 	p->blocks_off = lay.blocks_off;
 	p->region_size = lay.region_size;
 	p->stride_shift = lay.stride_shift;
+	p->cache_off = lay.cache_off;
+	p->mag_next_off = lay.mag_next_off;
+	p->mags_off = lay.mags_off;
+	p->cache_slots = lay.cache_slots;
+	p->cache_size = lay.cache_size;
+	p->n_mags = lay.n_mags;
+	p->mag_stride = lay.mag_stride;
+	p->instance = new_instance(p);
 
 	lfp_atomic_u32 *next = lfpi_next(p);
 	for (uint64_t i = 0; i + 1 < p->count; i++)
@@ -111,6 +188,12 @@ static int init_at(void *mem, size_t size, const lfp_pool_config_t *cfg, unsigne
 	lfp_init64(&p->n_free, 0);
 	lfp_init64(&p->n_fail, 0);
 	lfp_init64(&p->high_water, 0);
+	lfp_init64(&p->depot_full, lfp_head_make(LFP_NIL, 0));
+	lfp_init64(&p->depot_empty, lfp_head_make(LFP_NIL, 0));
+	lfp_init64(&p->depot_batch, lfp_head_make(LFP_NIL, 0));
+	lfp_init64(&p->batched, 0);
+	if (p->cache_slots)
+		lfpi_cache_init(p);
 	/* The handle reaches other threads through the caller's own
 	 * synchronisation (thread creation, a release store, a mutex), which
 	 * orders these plain writes before any use. */
@@ -165,6 +248,8 @@ int lfp_pool_destroy(lfp_pool_t *pool)
 {
 	if (!lfpi_live(pool))
 		return -EINVAL;
+	if (pool->cache_slots)
+		lfpi_cache_destroy(pool); /* no thread of ours keeps a key to it */
 	pool->magic = LFPI_POOL_DEAD;
 	if (pool->flags & LFPI_OWNS_MAPPING)
 		munmap((char *)pool - pool->map_lead, (size_t)pool->map_size);

@@ -6,10 +6,15 @@
  * In LFP_POOL_CHECKED mode the check is a CAS ALLOC -> FREEING, so of two
  * threads racing to free one block exactly one wins; otherwise it is a relaxed
  * load, which costs nothing and still catches every sequential double free.
+ *
+ * A pool with a per-thread cache (pool/cache.c) puts it in front: alloc and
+ * free look up the calling thread's cache (a thread-local table) and go to
+ * the shared stack only through it, or directly when the thread has no
+ * cache slot.
  */
 #include "internal.h"
 
-static void count_alloc(lfp_pool_t *p)
+void lfpi_count_alloc(lfp_pool_t *p)
 {
 	/* Relaxed: statistics order nothing. */
 	uint64_t n = lfp_fetch_add64_relaxed(&p->n_alloc, 1) + 1;
@@ -27,7 +32,21 @@ void *lfp_pool_alloc(lfp_pool_t *pool)
 		errno = EINVAL;
 		return NULL;
 	}
+	if (pool->cache_slots) {
+		struct lfp_cache *c = lfpi_cache_get(pool);
+		if (lfpi_likely(c != NULL))
+			return lfp_cache_alloc(c);
+	}
+	return lfpi_pool_alloc_uncached(pool);
+}
+
+void *lfpi_pool_alloc_uncached(lfp_pool_t *pool)
+{
 	uint32_t i = lfpi_stack_pop(pool);
+	/* A thread without a cache slot may find the stack empty while other
+	 * threads' home stacks hold free blocks: move some over and retry. */
+	while (lfpi_unlikely(i == LFPI_POP_EMPTY) && pool->cache_slots && lfpi_cache_rescue(pool))
+		i = lfpi_stack_pop(pool);
 	if (lfpi_unlikely(i >= LFPI_POP_CORRUPT)) {
 		lfp_fetch_add64_relaxed(&pool->n_fail, 1); /* relaxed: statistics */
 		errno = i == LFPI_POP_EMPTY ? ENOMEM : EUCLEAN;
@@ -37,7 +56,7 @@ void *lfp_pool_alloc(lfp_pool_t *pool)
 	 * a thread we hand the block to (ordered by that hand-off). */
 	lfp_store32_relaxed(&lfpi_next(pool)[i], LFPI_ALLOC);
 	if (pool->flags & LFP_POOL_STATS)
-		count_alloc(pool);
+		lfpi_count_alloc(pool);
 	return lfpi_ptr(pool, i);
 }
 
@@ -47,6 +66,16 @@ int lfp_pool_free(lfp_pool_t *pool, void *ptr)
 		return -EINVAL;
 	if (ptr == NULL)
 		return 0;
+	if (pool->cache_slots) {
+		struct lfp_cache *c = lfpi_cache_get(pool);
+		if (lfpi_likely(c != NULL))
+			return lfp_cache_free(c, ptr);
+	}
+	return lfpi_pool_free_uncached(pool, ptr);
+}
+
+int lfpi_pool_free_uncached(lfp_pool_t *pool, void *ptr)
+{
 	int64_t i = lfpi_index(pool, ptr);
 	if (lfpi_unlikely(i < 0))
 		return -EINVAL;
@@ -116,6 +145,8 @@ size_t lfp_pool_free_count(const lfp_pool_t *pool)
 {
 	if (!lfpi_live(pool))
 		return 0;
+	/* With LFP_POOL_STATS the counters count the callers' allocs and frees
+	 * (cached ones too), so cached blocks are free in both branches. */
 	if (pool->flags & LFP_POOL_STATS) {
 		/* Relaxed: a snapshot; read frees first so in_use never
 		 * underflows from our own ordering of the two loads. */
@@ -124,7 +155,8 @@ size_t lfp_pool_free_count(const lfp_pool_t *pool)
 		uint64_t in_use = a >= f ? a - f : 0;
 		return in_use >= pool->count ? 0 : (size_t)(pool->count - in_use);
 	}
-	return (size_t)walk_free(pool);
+	uint64_t n = walk_free(pool) + (pool->cache_slots ? lfpi_cache_count(pool) : 0);
+	return (size_t)(n < pool->count ? n : pool->count);
 }
 
 int lfp_pool_stats(const lfp_pool_t *pool, lfp_pool_stats_t *out)
@@ -139,6 +171,7 @@ int lfp_pool_stats(const lfp_pool_t *pool, lfp_pool_stats_t *out)
 	out->in_use = out->allocs >= out->frees ? out->allocs - out->frees : 0;
 	out->capacity = pool->count;
 	out->free = lfp_pool_free_count(pool);
+	out->cached = pool->cache_slots ? lfpi_cache_count(pool) : 0;
 	if (!(pool->flags & LFP_POOL_STATS))
 		out->in_use = pool->count - out->free;
 	return 0;

@@ -5,7 +5,9 @@
  * NIL, and NIL must come within count steps (a singly linked list over count
  * distinct indices that runs longer has a cycle, and an index on it twice
  * implies a cycle, so the step bound checks both). Then every block off the
- * stack must be marked allocated: free + allocated = capacity.
+ * stack must be marked allocated or cached, the cached ones must be exactly
+ * the entries of the cache's magazines (pool/cache.c checks those), and
+ * free (stacked + cached) + allocated = capacity.
  */
 #include "internal.h"
 
@@ -39,13 +41,28 @@ int lfp_pool_validate(const lfp_pool_t *pool, lfp_pool_report_t *report)
 		i = lfp_load32_relaxed(&next[i]); /* relaxed: quiescent */
 	}
 	r->free = steps;
+	uint64_t cached_marks = 0, entries = 0, mark_digest = 0, entry_digest = 0, heads = 0;
 	for (uint64_t b = 0; b < count; b++) {
 		uint32_t v = lfp_load32_relaxed(&next[b]); /* relaxed: quiescent */
 		if (v == LFPI_ALLOC)
 			r->allocated++;
+		else if (v == LFPI_CACHED) {
+			cached_marks++;
+			mark_digest += lfpi_index_hash((uint32_t)b);
+		}
 		else if (v == LFPI_FREEING)
 			return fail(r, "block caught mid-free (pool not quiescent?)", (uint32_t)b);
 	}
+	if (pool->cache_slots) {
+		int rc = lfpi_cache_validate(pool, r, &entries, &entry_digest, &heads);
+		if (rc < 0)
+			return rc;
+	}
+	if (entries != cached_marks || entry_digest != mark_digest)
+		return fail(r, "blocks marked cached != magazine entries (a cached block is lost "
+			       "or held twice)", UINT32_MAX);
+	r->cached = entries + heads;
+	r->free += entries + heads;
 	/* A stacked block marked allocated failed the walk above, so
 	 * free + allocated <= count here. */
 	r->other = count - r->free - r->allocated;

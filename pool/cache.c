@@ -1,0 +1,1423 @@
+/*
+ * pool/cache.c - the per-thread cache in front of a pool: magazines of block
+ * indices kept inside the pool region and handed between threads whole.
+ *
+ * Algorithm (Bonwick's magazines, made position independent; docs/caches.md).
+ * A magazine is an array of up to k block indices plus a count, in the
+ * region. A thread claims a slot of the region's slot table on first use (a
+ * CAS on the slot's owner word) and then holds two magazines: `loaded`, which
+ * alloc pops from and free pushes to with plain loads and stores and two
+ * relaxed stores (inline in include/lfpool.h), and `prev`. When `loaded` runs
+ * empty (full) and `prev` is full (empty), the two swap. Only when both are
+ * empty (full) does the thread touch shared words:
+ *   refill: pop a full magazine from its own home stack, else from the
+ *           pool's depot, else pop a chain of up to k blocks off the shared
+ *           free stack (the walk of one chain), else steal a full magazine
+ *           from another slot's home stack. One CAS per magazine.
+ *   flush:  push `prev` (full) onto its own home stack and take an empty
+ *           magazine from its home, the depot or another slot; if there is
+ *           no empty magazine anywhere, push prev's blocks onto the free
+ *           stack as one chain this thread linked itself.
+ * So a batch always moves as a unit: a magazine (read as an array, never a
+ * chain of links written by another core), or a chain walked only in the
+ * overflow case. Home stacks keep a thread's blocks with that thread (the
+ * 2-thread case never shares a line on the hot path), yet every magazine on
+ * them can be stolen, so a thread's hoard - what nobody else can reach - is
+ * only its loaded and prev magazines: at most 2 k blocks per slot.
+ *
+ * Each block's state word next[i] (pool/internal.h) reads LFPI_CACHED while
+ * the block sits in a magazine, so validate() can account for every cached
+ * block, frees of cached blocks fail with -EALREADY, and recovery can find
+ * blocks a dead thread left half-way.
+ *
+ * Thread-local side (process memory, no malloc): a table of entries keyed by
+ * {pool address, pool instance}. A process-wide registry of the threads'
+ * tables, under one mutex, lets lfp_pool_destroy() clear other threads'
+ * entries before the memory goes, and a pthread key destructor drains a
+ * thread's caches when it exits. The mutex is taken once per (thread, pool)
+ * and at thread exit, never on alloc or free.
+ *
+ * Invariants (quiescent):
+ *   - each of the n_mags magazines is in exactly one place: a slot's loaded
+ *     or prev, or one magazine stack (a slot's home_full / home_empty, the
+ *     pool's depot_full / depot_empty); empty-stack magazines have count 0,
+ *     full-stack ones count > 0;
+ *   - the blocks marked LFPI_CACHED are exactly the entries [0, count) of all
+ *     magazines, each once;
+ *   - |free stack| + sum of counts + |marked LFPI_ALLOC| = capacity.
+ *
+ * Labels (docs/memory-order.md):
+ *   K1  count of the loaded magazine, relaxed store by its holder: accounting
+ *       only (stats, validate, recovery), orders nothing.
+ *   K2  block state word on the cached path, relaxed: read by the block's
+ *       holder or by a thread a hand-off already ordered; stale poppers only
+ *       compare it with the block count.
+ *   K3  magazine-stack push CAS, release: publishes the magazine's entries
+ *       and count, its mag_next link, and (transitively) the contents of its
+ *       blocks; pairs with K4.
+ *   K4  magazine-stack pop: head load and CAS acquire (failure acquire too,
+ *       so the refreshed head's link is current); pairs with K3.
+ *   K5  chain pop off the free stack: head load and CAS acquire, as the
+ *       core's A1/A2; pairs with R1 (pool/stack.c). K6 is its A3-like no-op
+ *       CAS (acq_rel) that tells a stale link from corruption.
+ *   K7  slot claim CAS, acquire: sees the previous owner's (or recovery's)
+ *       final magazine state; pairs with K8.
+ *   K8  slot release store, release: publishes the drained slot; pairs with
+ *       K7.
+ *   K9  thread-table keys, relaxed: written only under the registry mutex,
+ *       which orders everything around them; the owner's lock-free lookups
+ *       only compare them.
+ */
+#include "internal.h"
+
+#include <pthread.h>
+#include <string.h>
+
+#define TLS_ENTRIES 64u /* power of two */
+#define TLS_PROBE 4u
+#define CLAIM_RETRY 4096u /* slotless calls between two claim attempts */
+
+uint32_t (*lfpi_cache_participant_hook)(const lfp_pool_t *p);
+_Thread_local struct lfpi_last lfpi_last;
+
+/* One thread's cache of one pool. `pub` first: the public handle is &pub. */
+struct lfpi_tc {
+	struct lfp_cache pub;     /* the inline fast path's view (owner only) */
+	lfp_atomic_u64 key_pool;  /* pool address, 0 = unused (K9) */
+	lfp_atomic_u64 key_inst;  /* the pool's instance (K9) */
+	lfp_pool_t *pool;         /* owner only (like everything below) */
+	struct lfpi_slot *slot;   /* NULL: no slot, calls go to the free stack */
+	uint32_t slot_id;
+	uint32_t loaded, prev;    /* magazine ids, mirrored in the slot */
+	uint32_t fill;            /* entries in loaded when !inline_ok */
+	uint32_t victim;          /* next slot to steal from */
+	uint32_t retry;           /* slotless calls since the last claim try */
+	bool inline_ok;           /* pub drives the loaded magazine directly */
+	bool pinned;              /* handed out by lfp_pool_cache(): never evicted */
+	bool corrupt;             /* the free stack was found corrupt */
+	uint32_t dummy;           /* !inline_ok: pub's pointers all point here */
+};
+
+struct lfpi_tls {
+	struct lfpi_tc tc[TLS_ENTRIES];
+	struct lfpi_tls *next, *prev; /* the registry list, under reg_mu */
+	bool registered;              /* owner only */
+	uint32_t serial;              /* thread serial for owner tags */
+};
+
+static _Thread_local struct lfpi_tls tls;
+
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct lfpi_tls *reg_head; /* under reg_mu */
+static pthread_once_t reg_once = PTHREAD_ONCE_INIT;
+static pthread_key_t reg_key;
+static bool reg_key_ok; /* written once under reg_once */
+static lfp_atomic_u32 thread_serial;
+
+static void last_forget(const struct lfpi_tc *c)
+{
+	if (lfpi_last.cache == &c->pub)
+		lfpi_last = (struct lfpi_last){ NULL, 0, NULL };
+}
+
+static struct lfpi_tc *tc_of(lfp_cache_t *h)
+{
+	return (struct lfpi_tc *)(void *)h; /* pub is the first member */
+}
+
+/* ---- magazine stacks: Treiber stacks of magazine ids over mag_next[] ------ */
+
+static uint32_t mstack_pop(lfp_pool_t *p, lfp_atomic_u64 *head)
+{
+	lfp_atomic_u32 *mn = lfpi_mag_next(p);
+	const uint32_t nm = p->n_mags;
+	unsigned spins = 0;
+	uint64_t old = lfp_load64_acquire(head); /* K4: pairs with K3 */
+
+	for (;;) {
+		uint32_t m = lfp_head_index(old);
+		if (m == LFP_NIL || lfpi_unlikely(m >= nm))
+			return LFP_NIL; /* empty (or corrupt: validate reports it) */
+		/* Relaxed: K4 made the pusher's link visible; a newer value only
+		 * means the head moved, and then the CAS fails. */
+		uint32_t nx = lfp_load32_relaxed(&mn[m]);
+#ifdef LFPI_CACHE_PLANTED_RACE
+		/* Negative control only (mk/cache.mk, test-cache-negative): a
+		 * pop by load and store instead of CAS, so two threads can take
+		 * one magazine. The concurrency test must catch it. */
+		for (int k = 0; k < 200; k++)
+			lfp_cpu_relax();
+		lfp_store64_relaxed(head, lfp_head_next(old, nx));
+		return m;
+#endif
+		if (lfp_cas64_weak_acquire(head, &old, lfp_head_next(old, nx))) /* K4: pairs with K3 */
+			return m;
+		lfp_backoff(&spins);
+	}
+}
+
+static void mstack_push(lfp_pool_t *p, lfp_atomic_u64 *head, uint32_t m)
+{
+	lfp_atomic_u32 *mn = lfpi_mag_next(p);
+	unsigned spins = 0;
+	/* Relaxed: the value is only the CAS's expectation; K3 publishes. */
+	uint64_t old = lfp_load64_relaxed(head);
+
+	for (;;) {
+		lfp_store32_relaxed(&mn[m], lfp_head_index(old)); /* relaxed: published by K3 */
+		if (lfp_cas64_weak_release(head, &old, lfp_head_next(old, m))) /* K3: pairs with K4 */
+			return;
+		lfp_backoff(&spins);
+	}
+}
+
+static bool mstack_empty_hint(const lfp_atomic_u64 *head)
+{
+	/* Relaxed: a hint to skip an empty stack; a pop re-reads with K4. */
+	return lfp_head_index(lfp_load64_relaxed(head)) == LFP_NIL;
+}
+
+static uint32_t mag_count(const lfp_pool_t *p, uint32_t m)
+{
+	/* K1 relaxed: our own magazine, or one K4/K7 handed us. */
+	return lfp_load32_relaxed(&lfpi_mag_at(p, m)->count);
+}
+
+/* ---- the shared free stack, whole chains ---------------------------------- */
+
+uint32_t lfpi_stack_pop_chain(lfp_pool_t *p, uint32_t *out, uint32_t max)
+{
+	lfp_atomic_u32 *next = lfpi_next(p);
+	const uint64_t count = p->count;
+	unsigned spins = 0;
+	uint64_t old = lfp_load64_acquire(&p->head); /* K5: pairs with R1 */
+
+	for (;;) {
+		uint32_t i = lfp_head_index(old), n = 0;
+		while (n < max && i < count) {
+			out[n++] = i;
+			/* Relaxed: K5 ordered every push before the head we read
+			 * (the pushes' release sequence); a link newer than that
+			 * means the stack moved, and then the CAS fails. */
+			i = lfp_load32_relaxed(&next[i]);
+		}
+		if (n == 0 && i == LFP_NIL)
+			return 0;
+		if (lfpi_unlikely(i >= count && i != LFP_NIL)) {
+			/* A link of a block popped meanwhile (now marked), or
+			 * corruption: as the core's pop, a no-op CAS that succeeds
+			 * proves the head did not move. K6: acq_rel, pairs with
+			 * R1/K5/A2. */
+			if (lfp_cas64_acq_rel(&p->head, &old, old))
+				return LFPI_POP_CORRUPT;
+			continue;
+		}
+		if (lfp_cas64_weak_acquire(&p->head, &old, lfp_head_next(old, i))) /* K5: pairs with R1 */
+			return n;
+		lfp_backoff(&spins);
+	}
+}
+
+/* Push magazine m's blocks onto the free stack as one chain linked here (the
+ * overflow path), leaving m empty. */
+static void spill(lfp_pool_t *p, uint32_t m)
+{
+	struct lfpi_mag *g = lfpi_mag_at(p, m);
+	lfp_atomic_u32 *next = lfpi_next(p);
+	uint32_t n = mag_count(p, m);
+
+	if (n == 0)
+		return;
+	for (uint32_t j = 0; j + 1 < n; j++)
+		lfp_store32_relaxed(&next[g->ent[j]], g->ent[j + 1]); /* relaxed: published by R1 */
+	lfp_store32_relaxed(&g->count, 0); /* K1 */
+	lfpi_stack_push_chain(p, g->ent[0], g->ent[n - 1]);
+}
+
+/* ---- in-band batches: a magazine's worth of indices kept in its own blocks -- */
+
+/* Indices a carrier holds besides its link: 0 if blocks are too small. */
+static uint32_t carrier_cap(const lfp_pool_t *p)
+{
+	return p->stride >= 8 ? (uint32_t)(p->stride / 4 - 1) : 0;
+}
+
+static uint32_t rd32(const char *mem, uint32_t word)
+{
+	uint32_t v;
+	memcpy(&v, mem + 4 * (size_t)word, sizeof v); /* any block alignment */
+	return v;
+}
+
+static void wr32(char *mem, uint32_t word, uint32_t v)
+{
+	memcpy(mem + 4 * (size_t)word, &v, sizeof v);
+}
+
+/* Push carrier c (its batch already written) on a batch stack. */
+static void bstack_push(lfp_pool_t *p, lfp_atomic_u64 *head, uint32_t c)
+{
+	lfp_atomic_u32 *next = lfpi_next(p);
+	unsigned spins = 0;
+	uint64_t old = lfp_load64_relaxed(head); /* relaxed: only the CAS's expectation */
+	for (;;) {
+		lfp_store32_relaxed(&next[c], lfp_head_index(old)); /* relaxed: published by K3 */
+		if (lfp_cas64_weak_release(head, &old, lfp_head_next(old, c))) /* K3: pairs with K4 */
+			return;
+		lfp_backoff(&spins);
+	}
+}
+
+/* Pop a batch's head carrier, or LFP_NIL (empty, or corrupt). */
+static uint32_t bstack_pop(lfp_pool_t *p, lfp_atomic_u64 *head)
+{
+	lfp_atomic_u32 *next = lfpi_next(p);
+	const uint64_t count = p->count;
+	unsigned spins = 0;
+	uint64_t old = lfp_load64_acquire(head); /* K4: pairs with K3 */
+	for (;;) {
+		uint32_t c = lfp_head_index(old);
+		if (c == LFP_NIL || lfpi_unlikely(c >= count))
+			return LFP_NIL;
+		/* Relaxed: K4 made the pusher's link visible; a newer value
+		 * means the head moved and the CAS fails. */
+		uint32_t n = lfp_load32_relaxed(&next[c]);
+		if (lfpi_unlikely(n >= count && n != LFP_NIL)) {
+			/* c was popped meanwhile (its word is a mark now), or the
+			 * link is corrupt: a no-op CAS that succeeds proves the
+			 * head did not move (K6-like, acq_rel). */
+			if (lfp_cas64_acq_rel(head, &old, old))
+				return LFP_NIL;
+			continue;
+		}
+		if (lfp_cas64_weak_acquire(head, &old, lfp_head_next(old, n))) /* K4: pairs with K3 */
+			return c;
+		lfp_backoff(&spins);
+	}
+}
+
+/* Write magazine m's blocks as one batch and push it on head; m ends empty.
+ * The count goes to 0 before the push: a thread dying in between leaves
+ * blocks marked LFPI_CACHED in no magazine, which lfpi_cache_sweep finds. */
+static void spill_batch(lfp_pool_t *p, uint32_t m, lfp_atomic_u64 *head, lfp_atomic_u64 *counter)
+{
+	struct lfpi_mag *g = lfpi_mag_at(p, m);
+	const uint32_t cap = carrier_cap(p), n = mag_count(p, m);
+	uint32_t top = LFP_NIL, i = 0;
+
+	if (n == 0)
+		return;
+	while (i < n) {
+		uint32_t c = g->ent[i++], cnt = n - i < cap ? n - i : cap;
+		char *mem = lfpi_ptr(p, c);
+		wr32(mem, 0, top);
+		memcpy(mem + 4, &g->ent[i], 4 * (size_t)cnt);
+		if (cnt < cap)
+			wr32(mem, 1 + cnt, LFP_NIL);
+		i += cnt;
+		top = c;
+	}
+	lfp_store32_relaxed(&g->count, 0); /* K1 */
+	lfp_fetch_add64_relaxed(counter, n); /* relaxed: a statistic */
+	bstack_push(p, head, top);
+}
+
+/* Pop a batch from head into empty magazine m; false if there was none. */
+static bool take_batch(lfp_pool_t *p, lfp_atomic_u64 *head, lfp_atomic_u64 *counter, uint32_t m,
+		       bool *corrupt)
+{
+	const uint32_t cap = carrier_cap(p), k = p->cache_size;
+	const uint64_t count = p->count;
+	struct lfpi_mag *g = lfpi_mag_at(p, m);
+	uint32_t c = bstack_pop(p, head), n = 0;
+
+	if (c == LFP_NIL)
+		return false;
+	/* K4 gave us the batch: its carriers are ours to read. */
+	lfp_store32_relaxed(&lfpi_next(p)[c], LFPI_CACHED); /* K2: the head joins the others */
+	for (uint32_t cur = c; cur != LFP_NIL;) {
+		if (lfpi_unlikely(cur >= count || n >= k)) {
+			*corrupt = true; /* a block written after it was freed? */
+			break;
+		}
+		g->ent[n++] = cur;
+		const char *mem = lfpi_ptr(p, cur);
+		uint32_t nextc = rd32(mem, 0);
+		for (uint32_t j = 1; j <= cap; j++) {
+			uint32_t x = rd32(mem, j);
+			if (x == LFP_NIL)
+				break;
+			if (lfpi_unlikely(x >= count || n >= k)) {
+				*corrupt = true;
+				nextc = LFP_NIL;
+				break;
+			}
+			g->ent[n++] = x;
+		}
+		cur = nextc;
+	}
+	lfp_fetch_sub64_relaxed(counter, n); /* relaxed: a statistic */
+	lfp_store32_relaxed(&g->count, n); /* K1 */
+	return n != 0;
+}
+
+/* prev (or any magazine m) must be emptied and no empty magazine exists:
+ * to a batch when blocks can carry one, else to the free stack as a chain. */
+static void spill_any(lfp_pool_t *p, uint32_t m, lfp_atomic_u64 *batch_head,
+		      lfp_atomic_u64 *counter)
+{
+	if (carrier_cap(p) != 0)
+		spill_batch(p, m, batch_head, counter);
+	else
+		spill(p, m);
+}
+
+/* Pop a batch from head and put its blocks on the free stack as one chain
+ * (for threads without a cache slot). False if there was none. */
+static bool batch_to_stack(lfp_pool_t *p, lfp_atomic_u64 *head, lfp_atomic_u64 *counter)
+{
+	const uint32_t cap = carrier_cap(p);
+	const uint64_t count = p->count;
+	lfp_atomic_u32 *next = lfpi_next(p);
+	uint32_t c = bstack_pop(p, head), last = c, n = 1;
+
+	if (c == LFP_NIL)
+		return false;
+	for (uint32_t cur = c; cur != LFP_NIL && n <= p->cache_size;) {
+		const char *mem = lfpi_ptr(p, cur);
+		uint32_t nextc = rd32(mem, 0);
+		for (uint32_t j = 1; j <= cap; j++) {
+			uint32_t x = rd32(mem, j);
+			if (x == LFP_NIL || x >= count)
+				break;
+			lfp_store32_relaxed(&next[last], x); /* relaxed: published by R1 */
+			last = x;
+			n++;
+		}
+		if (nextc != LFP_NIL && nextc < count) {
+			lfp_store32_relaxed(&next[last], nextc); /* relaxed: published by R1 */
+			last = nextc;
+			n++;
+		} else {
+			nextc = LFP_NIL;
+		}
+		cur = nextc;
+	}
+	lfp_fetch_sub64_relaxed(counter, n); /* relaxed: a statistic */
+	lfpi_stack_push_chain(p, c, last);
+	return true;
+}
+
+bool lfpi_cache_rescue(lfp_pool_t *p)
+{
+	uint32_t m = mstack_pop(p, &p->depot_full);
+	if (m == LFP_NIL && batch_to_stack(p, &p->depot_batch, &p->batched))
+		return true;
+	for (uint32_t s = 0; m == LFP_NIL && s < p->cache_slots; s++) {
+		struct lfpi_slot *sl = lfpi_slot_at(p, s);
+		if (!mstack_empty_hint(&sl->home_full))
+			m = mstack_pop(p, &sl->home_full);
+		if (m == LFP_NIL && !mstack_empty_hint(&sl->home_batch) &&
+		    batch_to_stack(p, &sl->home_batch, &sl->batched))
+			return true;
+	}
+	if (m == LFP_NIL)
+		return false;
+	spill(p, m);
+	mstack_push(p, &p->depot_empty, m);
+	return true;
+}
+
+/* ---- a thread's view of its loaded magazine ------------------------------- */
+
+static uint32_t tc_fill(const struct lfpi_tc *c)
+{
+	return c->inline_ok ? (uint32_t)(c->pub.top - c->pub.base) : c->fill;
+}
+
+/* The loaded magazine now holds n entries: publish it (slow paths). */
+static void tc_set_fill(struct lfpi_tc *c, uint32_t n)
+{
+	lfp_store32_relaxed(&lfpi_mag_at(c->pool, c->loaded)->count, n); /* K1 */
+	if (c->inline_ok)
+		c->pub.top = c->pub.base + n;
+	else
+		c->fill = n;
+}
+
+static void tc_load(struct lfpi_tc *c, uint32_t m)
+{
+	lfp_pool_t *p = c->pool;
+	struct lfpi_mag *g = lfpi_mag_at(p, m);
+	uint32_t n = mag_count(p, m);
+
+	if (lfpi_unlikely(n > p->cache_size)) {
+		/* Only a corrupt region gets here: never index past the end. */
+		n = p->cache_size;
+		c->corrupt = true;
+	}
+	c->loaded = m;
+	lfp_store32_relaxed(&c->slot->loaded, m); /* relaxed: read when quiescent, or after K8 */
+	if (c->inline_ok) {
+		c->pub.base = g->ent;
+		c->pub.top = g->ent + n;
+		c->pub.end = g->ent + p->cache_size;
+		c->pub.count = (uint32_t *)(uintptr_t)&g->count;
+	} else {
+		c->fill = n;
+	}
+}
+
+static void tc_set_prev(struct lfpi_tc *c, uint32_t m)
+{
+	c->prev = m;
+	lfp_store32_relaxed(&c->slot->prev, m); /* relaxed: read when quiescent, or after K8 */
+}
+
+static void tc_swap(struct lfpi_tc *c)
+{
+	uint32_t l = c->loaded;
+	tc_load(c, c->prev);
+	tc_set_prev(c, l);
+}
+
+/* The fast-path fields that do not depend on the loaded magazine. */
+static void tc_setup(struct lfpi_tc *c)
+{
+	lfp_pool_t *p = c->pool;
+	c->inline_ok = c->slot != NULL && p->stride_shift != 0xFF &&
+		       !(p->flags & (LFP_POOL_STATS | LFP_POOL_CHECKED));
+	c->pub.marks = (uint32_t *)(uintptr_t)lfpi_next(p);
+	c->pub.blocks = lfpi_blocks(p);
+	c->pub.mark_alloc = LFPI_ALLOC;
+	c->pub.shift = p->stride_shift == 0xFF ? 0 : p->stride_shift;
+	c->pub.mask = p->stride - 1;
+	c->pub.span = c->inline_ok ? p->stride * p->count : 0;
+	c->dummy = 0;
+	if (!c->inline_ok) {
+		/* top == base == end: every inline call takes the slow path. */
+		c->pub.top = c->pub.base = c->pub.end = c->pub.count = &c->dummy;
+		c->fill = 0;
+	}
+}
+
+/* Steal a full magazine from another slot's home stack, starting at the
+ * thread's hint; every slot is tried before giving up (an allocation fails
+ * only if they all looked empty). Empty magazines are never stolen. */
+static uint32_t steal(struct lfpi_tc *c)
+{
+	lfp_pool_t *p = c->pool;
+	const uint32_t S = p->cache_slots;
+
+	for (uint32_t j = 0; j < S; j++) {
+		uint32_t v = (c->victim + j) % S;
+		if (v == c->slot_id)
+			continue;
+		lfp_atomic_u64 *h = &lfpi_slot_at(p, v)->home_full;
+		if (mstack_empty_hint(h))
+			continue;
+		uint32_t m = mstack_pop(p, h);
+		if (m != LFP_NIL) {
+			c->victim = v;
+			return m;
+		}
+	}
+	return LFP_NIL;
+}
+
+/* Steal a batch from another slot into the (empty) loaded magazine. */
+static bool steal_batch(struct lfpi_tc *c)
+{
+	lfp_pool_t *p = c->pool;
+	const uint32_t S = p->cache_slots;
+
+	for (uint32_t j = 0; j < S; j++) {
+		uint32_t v = (c->victim + j) % S;
+		struct lfpi_slot *vs = lfpi_slot_at(p, v);
+		if (v == c->slot_id || mstack_empty_hint(&vs->home_batch))
+			continue;
+		if (take_batch(p, &vs->home_batch, &vs->batched, c->loaded, &c->corrupt)) {
+			c->victim = v;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* loaded is empty: make it non-empty, or return false (nothing anywhere). */
+static bool tc_refill(struct lfpi_tc *c)
+{
+	lfp_pool_t *p = c->pool;
+	struct lfpi_slot *s = c->slot;
+
+	if (mag_count(p, c->prev) != 0) {
+		tc_swap(c);
+		return true;
+	}
+	uint32_t m = mstack_pop(p, &s->home_full);
+	if (m == LFP_NIL && take_batch(p, &s->home_batch, &s->batched, c->loaded, &c->corrupt))
+		goto reload;
+	if (m == LFP_NIL)
+		m = mstack_pop(p, &p->depot_full);
+	if (m == LFP_NIL && take_batch(p, &p->depot_batch, &p->batched, c->loaded, &c->corrupt))
+		goto reload;
+	if (m == LFP_NIL) {
+		struct lfpi_mag *g = lfpi_mag_at(p, c->loaded);
+		uint32_t n = lfpi_stack_pop_chain(p, g->ent, p->cache_size);
+		if (lfpi_unlikely(n == LFPI_POP_CORRUPT)) {
+			c->corrupt = true;
+			n = 0;
+		}
+		if (n != 0) {
+			lfp_atomic_u32 *next = lfpi_next(p);
+			for (uint32_t j = 0; j < n; j++)
+				lfp_store32_relaxed(&next[g->ent[j]], LFPI_CACHED); /* K2 */
+			tc_set_fill(c, n);
+			return true;
+		}
+		m = steal(c);
+		if (m == LFP_NIL && steal_batch(c))
+			goto reload;
+		if (m == LFP_NIL)
+			return false;
+	}
+	/* loaded and prev are both empty: keep one as prev, park the other
+	 * on our own home_empty (only we pop it: empties are never stolen;
+	 * a thread short of them writes an in-band batch instead). */
+	mstack_push(p, &s->home_empty, c->prev);
+	tc_set_prev(c, c->loaded);
+	tc_load(c, m);
+	return true;
+reload: /* a batch was unpacked into loaded */
+	tc_load(c, c->loaded);
+	return true;
+}
+
+/* loaded is full: make room in it. */
+static void tc_flush(struct lfpi_tc *c)
+{
+	lfp_pool_t *p = c->pool;
+	struct lfpi_slot *s = c->slot;
+
+	if (mag_count(p, c->prev) == 0) {
+		tc_swap(c);
+		return;
+	}
+	uint32_t e = mstack_pop(p, &s->home_empty);
+	if (e == LFP_NIL)
+		e = mstack_pop(p, &p->depot_empty);
+	if (e != LFP_NIL) {
+		mstack_push(p, &s->home_full, c->prev);
+		tc_set_prev(c, c->loaded);
+		tc_load(c, e);
+		return;
+	}
+	/* No empty magazine anywhere: prev's blocks become an in-band batch on
+	 * our home stack (or, if blocks are too small to carry one, a chain on
+	 * the free stack that we link ourselves). */
+	spill_any(p, c->prev, &s->home_batch, &s->batched);
+	tc_swap(c);
+}
+
+/* Give everything slot s holds to the shared structures: its loaded and prev
+ * magazines end up empty (swapped for empty ones when there are any, so the
+ * full ones travel whole), its home stacks move to the depot. Caller: the
+ * owner, or anyone once the owner is dead or quiescent. `recover`: keep only
+ * entries still marked LFPI_CACHED (a dead owner may have died mid-call). */
+static void slot_drain(lfp_pool_t *p, struct lfpi_slot *s, bool recover)
+{
+	lfp_atomic_u32 *next = lfpi_next(p);
+
+	for (int w = 0; w < 2; w++) {
+		lfp_atomic_u32 *which = w ? &s->prev : &s->loaded;
+		uint32_t m = lfp_load32_relaxed(which); /* relaxed: ours, or K7/quiescence ordered it */
+		struct lfpi_mag *g = lfpi_mag_at(p, m);
+		uint32_t n = mag_count(p, m);
+		if (recover) {
+			uint32_t kept = 0;
+			if (n > p->cache_size)
+				n = p->cache_size;
+			for (uint32_t j = 0; j < n; j++) {
+				uint32_t i = g->ent[j];
+				/* relaxed: the owner is dead; its stores are all done */
+				if (i < p->count && lfp_load32_relaxed(&next[i]) == LFPI_CACHED)
+					g->ent[kept++] = i;
+			}
+			n = kept;
+			lfp_store32_relaxed(&g->count, n); /* K1 */
+		}
+		if (n == 0)
+			continue;
+		uint32_t e = mstack_pop(p, &s->home_empty);
+		if (e == LFP_NIL)
+			e = mstack_pop(p, &p->depot_empty);
+		if (e != LFP_NIL) {
+			lfp_store32_relaxed(which, e); /* relaxed: as above */
+			mstack_push(p, &p->depot_full, m);
+		} else {
+			spill_any(p, m, &p->depot_batch, &p->batched);
+		}
+	}
+	uint32_t m;
+	while ((m = mstack_pop(p, &s->home_full)) != LFP_NIL)
+		mstack_push(p, &p->depot_full, m);
+	while ((m = mstack_pop(p, &s->home_empty)) != LFP_NIL)
+		mstack_push(p, &p->depot_empty, m);
+	while ((m = bstack_pop(p, &s->home_batch)) != LFP_NIL)
+		bstack_push(p, &p->depot_batch, m);
+	/* The count follows: relaxed, statistics. A thief racing with this
+	 * moves its own delta; the sum over all counters stays exact modulo
+	 * 2^64, so a quiescent count is exact. */
+	uint64_t b = lfp_load64_relaxed(&s->batched);
+	lfp_fetch_sub64_relaxed(&s->batched, b);
+	lfp_fetch_add64_relaxed(&p->batched, b);
+}
+
+static uint64_t owner_tag(const lfp_pool_t *p)
+{
+	uint32_t part = lfpi_cache_participant_hook ? lfpi_cache_participant_hook(p) : 0;
+	return (uint64_t)part << 32 | (tls.serial ? tls.serial : 1u);
+}
+
+/* Claim a free slot of c->pool for this thread. */
+static bool tc_claim(struct lfpi_tc *c)
+{
+	lfp_pool_t *p = c->pool;
+	const uint32_t S = p->cache_slots;
+	const uint64_t tag = owner_tag(p);
+
+	for (uint32_t j = 0; j < S; j++) {
+		uint32_t sid = (tls.serial + j) % S;
+		struct lfpi_slot *s = lfpi_slot_at(p, sid);
+		uint64_t expect = 0;
+		if (lfp_load64_relaxed(&s->owner) != 0) /* relaxed: a hint; the CAS decides */
+			continue;
+		if (!lfp_cas64_acquire(&s->owner, &expect, tag)) /* K7: pairs with K8 */
+			continue;
+		c->slot = s;
+		c->slot_id = sid;
+		c->victim = (sid + 1) % S;
+		tc_setup(c);
+		c->prev = lfp_load32_relaxed(&s->prev); /* relaxed: K7 ordered it */
+		tc_load(c, lfp_load32_relaxed(&s->loaded));
+		return true;
+	}
+	c->slot = NULL;
+	tc_setup(c);
+	return false;
+}
+
+/* Drain this thread's slot and free it. */
+static void tc_release(struct lfpi_tc *c)
+{
+	if (c->slot == NULL)
+		return;
+	slot_drain(c->pool, c->slot, false);
+	lfp_store64_release(&c->slot->owner, 0); /* K8: pairs with K7 */
+	c->slot = NULL;
+	tc_setup(c);
+}
+
+/* ---- the thread table and the registry ------------------------------------ */
+
+static void tls_exit(void *arg);
+
+static void fork_prepare(void)
+{
+	pthread_mutex_lock(&reg_mu);
+}
+
+static void fork_parent(void)
+{
+	pthread_mutex_unlock(&reg_mu);
+}
+
+/* In the child only this thread exists. Its caches of private pools stay
+ * (the child has its own copy of those regions, slot included); a shared
+ * region's slot belongs to the parent's thread, so it is forgotten. Other
+ * threads' slots in the child's private copies are lost to the child. */
+static void fork_child(void)
+{
+	reg_head = NULL;
+	lfpi_last = (struct lfpi_last){ NULL, 0, NULL };
+	if (tls.registered) {
+		tls.next = tls.prev = NULL;
+		reg_head = &tls;
+		tls.serial = lfp_fetch_add32_relaxed(&thread_serial, 1) + 1; /* relaxed: a unique number */
+		for (uint32_t e = 0; e < TLS_ENTRIES; e++) {
+			struct lfpi_tc *c = &tls.tc[e];
+			if (lfp_load64_relaxed(&c->key_pool) != 0 && (c->pool->flags & LFPI_POOL_SHARED)) { /* K9 */
+				lfp_store64_relaxed(&c->key_pool, 0); /* K9 */
+				lfp_store64_relaxed(&c->key_inst, 0); /* K9 */
+				c->slot = NULL;
+				c->pinned = false;
+			}
+		}
+	}
+	pthread_mutex_unlock(&reg_mu);
+}
+
+static void reg_init(void)
+{
+	reg_key_ok = pthread_key_create(&reg_key, tls_exit) == 0;
+	if (reg_key_ok && pthread_atfork(fork_prepare, fork_parent, fork_child) != 0) {
+		pthread_key_delete(reg_key);
+		reg_key_ok = false;
+	}
+}
+
+static bool tls_register(void)
+{
+	if (tls.registered)
+		return true;
+	if (pthread_once(&reg_once, reg_init) != 0 || !reg_key_ok)
+		return false;
+	pthread_mutex_lock(&reg_mu);
+	tls.prev = NULL;
+	tls.next = reg_head;
+	if (reg_head)
+		reg_head->prev = &tls;
+	reg_head = &tls;
+	tls.registered = true;
+	if (tls.serial == 0)
+		tls.serial = lfp_fetch_add32_relaxed(&thread_serial, 1) + 1; /* relaxed: a unique number */
+	pthread_mutex_unlock(&reg_mu);
+	/* A non-NULL value makes the destructor run at thread exit. */
+	if (pthread_setspecific(reg_key, &tls) != 0) {
+		pthread_mutex_lock(&reg_mu);
+		if (tls.prev)
+			tls.prev->next = tls.next;
+		else
+			reg_head = tls.next;
+		if (tls.next)
+			tls.next->prev = tls.prev;
+		tls.registered = false;
+		pthread_mutex_unlock(&reg_mu);
+		return false;
+	}
+	return true;
+}
+
+static void tc_clear_key(struct lfpi_tc *c)
+{
+	lfp_store64_relaxed(&c->key_pool, 0); /* K9 (caller holds reg_mu) */
+	lfp_store64_relaxed(&c->key_inst, 0); /* K9 */
+}
+
+/* Thread exit: drain and free every slot, leave the registry. */
+static void tls_exit(void *arg)
+{
+	struct lfpi_tls *t = arg;
+
+	pthread_mutex_lock(&reg_mu);
+	for (uint32_t e = 0; e < TLS_ENTRIES; e++) {
+		struct lfpi_tc *c = &t->tc[e];
+		if (lfp_load64_relaxed(&c->key_pool) == 0) /* K9 */
+			continue;
+		tc_release(c);
+		tc_clear_key(c);
+		c->pinned = false;
+	}
+	if (t->prev)
+		t->prev->next = t->next;
+	else
+		reg_head = t->next;
+	if (t->next)
+		t->next->prev = t->prev;
+	t->next = t->prev = NULL;
+	t->registered = false;
+	pthread_mutex_unlock(&reg_mu);
+	lfpi_last = (struct lfpi_last){ NULL, 0, NULL };
+}
+
+static uint32_t tls_hash(const lfp_pool_t *p)
+{
+	return (uint32_t)(((uint64_t)(uintptr_t)p >> 6) * UINT64_C(0x9E3779B97F4A7C15) >> 58) &
+	       (TLS_ENTRIES - 1);
+}
+
+static struct lfpi_tc *tc_find(const lfp_pool_t *p)
+{
+	const uint32_t h = tls_hash(p);
+	for (uint32_t k = 0; k < TLS_PROBE; k++) {
+		struct lfpi_tc *c = &tls.tc[(h + k) & (TLS_ENTRIES - 1)];
+		if (lfp_load64_relaxed(&c->key_pool) == (uint64_t)(uintptr_t)p && /* K9 */
+		    lfp_load64_relaxed(&c->key_inst) == p->instance)                /* K9 */
+			return c;
+	}
+	return NULL;
+}
+
+/* A new entry for p in this thread's table: a free one, else an unpinned
+ * one (drained and freed first); NULL if every candidate is pinned. */
+static struct lfpi_tc *tc_create(lfp_pool_t *p, bool pin)
+{
+	const uint32_t h = tls_hash(p);
+	struct lfpi_tc *c = NULL;
+
+	if (!tls_register())
+		return NULL;
+	for (uint32_t k = 0; k < TLS_PROBE && c == NULL; k++) {
+		struct lfpi_tc *e = &tls.tc[(h + k) & (TLS_ENTRIES - 1)];
+		if (lfp_load64_relaxed(&e->key_pool) == 0) /* K9 */
+			c = e;
+	}
+	for (uint32_t k = 0; k < TLS_PROBE && c == NULL; k++) {
+		struct lfpi_tc *e = &tls.tc[(h + k) & (TLS_ENTRIES - 1)];
+		if (!e->pinned)
+			c = e;
+	}
+	if (c == NULL)
+		return NULL;
+	pthread_mutex_lock(&reg_mu);
+	last_forget(c);
+	if (lfp_load64_relaxed(&c->key_pool) != 0) { /* K9: evict (its pool is alive: a
+						      * destroy would have cleared the key) */
+		tc_release(c);
+		tc_clear_key(c);
+	}
+	memset(c, 0, offsetof(struct lfpi_tc, key_pool));
+	c->pool = p;
+	c->slot = NULL;
+	c->pinned = pin;
+	c->corrupt = false;
+	c->retry = 0;
+	if (p->cache_slots == 0 || !tc_claim(c))
+		tc_setup(c);
+	lfp_store64_relaxed(&c->key_inst, p->instance);               /* K9 */
+	lfp_store64_relaxed(&c->key_pool, (uint64_t)(uintptr_t)p);    /* K9 */
+	pthread_mutex_unlock(&reg_mu);
+	return c;
+}
+
+struct lfp_cache *lfpi_cache_lookup(lfp_pool_t *p)
+{
+	struct lfpi_tc *c = tc_find(p);
+	if (c == NULL)
+		c = tc_create(p, false);
+	if (c == NULL)
+		return NULL;
+	lfpi_last = (struct lfpi_last){ p, p->instance, &c->pub };
+	return &c->pub;
+}
+
+/* ---- public entry points --------------------------------------------------- */
+
+lfp_cache_t *lfp_pool_cache(lfp_pool_t *pool)
+{
+	if (!lfpi_live(pool)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	struct lfpi_tc *c = tc_find(pool);
+	if (c != NULL)
+		c->pinned = true;
+	else
+		c = tc_create(pool, true);
+	if (c == NULL) {
+		errno = ENOSPC;
+		return NULL;
+	}
+	return &c->pub;
+}
+
+/* A handle whose key was cleared (its pool destroyed, or never made). */
+static bool tc_live(struct lfpi_tc *c)
+{
+	return c != NULL && lfp_load64_relaxed(&c->key_pool) != 0 && lfpi_live(c->pool); /* K9 */
+}
+
+static void maybe_claim(struct lfpi_tc *c)
+{
+	if (c->pool->cache_slots && ++c->retry >= CLAIM_RETRY) {
+		c->retry = 0;
+		(void)tc_claim(c);
+	}
+}
+
+void *lfp_cache_alloc_slow(lfp_cache_t *h)
+{
+	struct lfpi_tc *c = tc_of(h);
+	if (lfpi_unlikely(!tc_live(c))) {
+		errno = EINVAL;
+		return NULL;
+	}
+	lfp_pool_t *p = c->pool;
+	if (c->slot == NULL) {
+		maybe_claim(c);
+		if (c->slot == NULL)
+			return lfpi_pool_alloc_uncached(p);
+	}
+	uint32_t n = tc_fill(c);
+	if (n == 0) {
+		if (!tc_refill(c)) {
+			lfp_fetch_add64_relaxed(&p->n_fail, 1); /* relaxed: statistics */
+			errno = c->corrupt ? EUCLEAN : ENOMEM;
+			c->corrupt = false;
+			return NULL;
+		}
+		n = tc_fill(c);
+	}
+	uint32_t i = lfpi_mag_at(p, c->loaded)->ent[n - 1];
+	tc_set_fill(c, n - 1);
+	lfp_store32_relaxed(&lfpi_next(p)[i], c->pub.mark_alloc); /* K2 */
+	if (p->flags & LFP_POOL_STATS)
+		lfpi_count_alloc(p);
+	return lfpi_ptr(p, i);
+}
+
+int lfp_cache_free_slow(lfp_cache_t *h, void *ptr)
+{
+	struct lfpi_tc *c = tc_of(h);
+	if (lfpi_unlikely(!tc_live(c)))
+		return -EINVAL;
+	if (ptr == NULL)
+		return 0;
+	lfp_pool_t *p = c->pool;
+	if (c->slot == NULL) {
+		maybe_claim(c);
+		if (c->slot == NULL)
+			return lfpi_pool_free_uncached(p, ptr);
+	}
+	int64_t i = lfpi_index(p, ptr);
+	if (lfpi_unlikely(i < 0))
+		return -EINVAL;
+	lfp_atomic_u32 *link = &lfpi_next(p)[i];
+	if (p->flags & LFP_POOL_CHECKED) {
+		uint32_t expect = c->pub.mark_alloc;
+		/* K2 relaxed CAS: only atomicity matters (one of two racing
+		 * freers wins); the block is published by K3/R1 later. */
+		if (!lfp_cas32_relaxed(link, &expect, LFPI_CACHED))
+			return -EALREADY;
+	} else {
+		if (lfp_load32_relaxed(link) != c->pub.mark_alloc) /* K2 */
+			return -EALREADY;
+		lfp_store32_relaxed(link, LFPI_CACHED); /* K2 */
+	}
+	if (p->flags & LFP_POOL_STATS)
+		lfp_fetch_add64_relaxed(&p->n_free, 1); /* relaxed: statistics */
+	uint32_t n = tc_fill(c);
+	if (n == p->cache_size) {
+		tc_flush(c);
+		n = tc_fill(c);
+	}
+	lfpi_mag_at(p, c->loaded)->ent[n] = (uint32_t)i;
+	tc_set_fill(c, n + 1);
+	return 0;
+}
+
+int lfp_pool_cache_flush(lfp_pool_t *pool)
+{
+	if (!lfpi_live(pool))
+		return -EINVAL;
+	if (pool->cache_slots == 0)
+		return 0;
+	struct lfpi_tc *c = tc_find(pool);
+	if (c == NULL || c->slot == NULL)
+		return 0;
+	slot_drain(pool, c->slot, false);
+	c->prev = lfp_load32_relaxed(&c->slot->prev); /* relaxed: our own slot */
+	tc_load(c, lfp_load32_relaxed(&c->slot->loaded));
+	return 0;
+}
+
+/* ---- bulk helpers (pool/bulk.c) -------------------------------------------- */
+
+static struct lfpi_tc *tc_slotted(lfp_pool_t *p)
+{
+	if (p->cache_slots == 0)
+		return NULL;
+	struct lfp_cache *h = lfpi_cache_lookup(p);
+	struct lfpi_tc *c = h ? tc_of(h) : NULL;
+	return c && c->slot ? c : NULL;
+}
+
+int64_t lfpi_cache_take(lfp_pool_t *p, uint32_t *idx, uint32_t n, int *err)
+{
+	struct lfpi_tc *c = tc_slotted(p);
+	lfp_atomic_u32 *next = lfpi_next(p);
+	uint32_t got = 0;
+
+	if (c == NULL)
+		return -1;
+	while (got < n) {
+		uint32_t have = tc_fill(c);
+		if (have == 0) {
+			if (!tc_refill(c)) {
+				*err = c->corrupt ? EUCLEAN : ENOMEM;
+				c->corrupt = false;
+				break;
+			}
+			have = tc_fill(c);
+		}
+		uint32_t take = have < n - got ? have : n - got;
+		const uint32_t *ent = lfpi_mag_at(p, c->loaded)->ent + (have - take);
+		for (uint32_t j = 0; j < take; j++) {
+			idx[got + j] = ent[take - 1 - j]; /* LIFO, as single allocs */
+			lfp_store32_relaxed(&next[idx[got + j]], c->pub.mark_alloc); /* K2 */
+		}
+		tc_set_fill(c, have - take);
+		got += take;
+	}
+	return got;
+}
+
+int lfpi_cache_put(lfp_pool_t *p, const uint32_t *idx, uint32_t n)
+{
+	struct lfpi_tc *c = tc_slotted(p);
+	const uint32_t k = p->cache_size;
+	uint32_t done = 0;
+
+	if (c == NULL)
+		return -1;
+	while (done < n) {
+		uint32_t have = tc_fill(c);
+		if (have == k) {
+			tc_flush(c);
+			have = tc_fill(c);
+		}
+		uint32_t put = k - have < n - done ? k - have : n - done;
+		uint32_t *ent = lfpi_mag_at(p, c->loaded)->ent + have;
+		memcpy(ent, idx + done, (size_t)put * sizeof *ent);
+		tc_set_fill(c, have + put);
+		done += put;
+	}
+	return 0;
+}
+
+/* ---- pool-wide: init, destroy, counting, validation, recovery -------------- */
+
+void lfpi_cache_init(lfp_pool_t *p)
+{
+	lfp_atomic_u32 *mn = lfpi_mag_next(p);
+
+	for (uint32_t s = 0; s < p->cache_slots; s++) {
+		struct lfpi_slot *sl = lfpi_slot_at(p, s);
+		memset(sl, 0, sizeof *sl);
+		lfp_init64(&sl->owner, 0);
+		lfp_init32(&sl->loaded, 2 * s);
+		lfp_init32(&sl->prev, 2 * s + 1);
+		lfp_init64(&sl->home_full, lfp_head_make(LFP_NIL, 0));
+		lfp_init64(&sl->home_empty, lfp_head_make(LFP_NIL, 0));
+		lfp_init64(&sl->home_batch, lfp_head_make(LFP_NIL, 0));
+		lfp_init64(&sl->batched, 0);
+	}
+	for (uint32_t m = 0; m < p->n_mags; m++)
+		lfp_init32(&lfpi_mag_at(p, m)->count, 0);
+	/* The spare magazines 2S .. M-1 start on depot_empty, linked in order. */
+	uint32_t first = 2 * p->cache_slots;
+	for (uint32_t m = first; m < p->n_mags; m++)
+		lfp_init32(&mn[m], m + 1 < p->n_mags ? m + 1 : LFP_NIL);
+	for (uint32_t m = 0; m < first && m < p->n_mags; m++)
+		lfp_init32(&mn[m], LFP_NIL);
+	lfp_init64(&p->depot_empty, lfp_head_make(first < p->n_mags ? first : LFP_NIL, 0));
+}
+
+void lfpi_cache_destroy(lfp_pool_t *p)
+{
+	const uint64_t key = (uint64_t)(uintptr_t)p, inst = p->instance;
+
+	/* No thread of this process may keep (and at exit drain) a key to p. */
+	if (pthread_once(&reg_once, reg_init) == 0 && reg_key_ok) {
+		pthread_mutex_lock(&reg_mu);
+		for (struct lfpi_tls *t = reg_head; t != NULL; t = t->next)
+			for (uint32_t e = 0; e < TLS_ENTRIES; e++) {
+				struct lfpi_tc *c = &t->tc[e];
+				if (lfp_load64_relaxed(&c->key_pool) == key && /* K9 */
+				    lfp_load64_relaxed(&c->key_inst) == inst)  /* K9 */
+					tc_clear_key(c);
+			}
+		pthread_mutex_unlock(&reg_mu);
+	}
+	/* Quiescent by contract: drain what the slots still hold, so a region
+	 * handed back to its caller is consistent. */
+	for (uint32_t s = 0; s < p->cache_slots; s++) {
+		struct lfpi_slot *sl = lfpi_slot_at(p, s);
+		if (lfp_load64_relaxed(&sl->owner) == 0) /* relaxed: quiescent */
+			continue;
+		slot_drain(p, sl, false);
+		lfp_store64_release(&sl->owner, 0); /* K8 */
+	}
+}
+
+uint64_t lfpi_cache_count(const lfp_pool_t *p)
+{
+	uint64_t n = lfp_load64_relaxed(&p->batched); /* relaxed: a statistic */
+	for (uint32_t s = 0; s < p->cache_slots; s++)
+		n += lfp_load64_relaxed(&lfpi_slot_at(p, s)->batched); /* relaxed: a statistic */
+	for (uint32_t m = 0; m < p->n_mags; m++)
+		n += mag_count(p, m); /* K1: a snapshot */
+	return n;
+}
+
+static int vfail(lfp_pool_report_t *r, const char *why, uint32_t idx)
+{
+	r->error = why;
+	r->bad_index = idx;
+	return -EUCLEAN;
+}
+
+/* Mark every magazine reachable from head in seen[]; -EUCLEAN on a magazine
+ * met twice, an id out of range or a count of the wrong kind. */
+static int walk_mags(const lfp_pool_t *p, const lfp_atomic_u64 *head, bool empties,
+		     uint64_t *seen, lfp_pool_report_t *r)
+{
+	const lfp_atomic_u32 *mn = lfpi_mag_next(p);
+	uint32_t m = lfp_head_index(lfp_load64_acquire(head)); /* K4: pairs with K3 */
+	uint32_t steps = 0;
+
+	while (m != LFP_NIL) {
+		if (m >= p->n_mags)
+			return vfail(r, "magazine stack link out of range", m);
+		if (seen[m / 64] & (UINT64_C(1) << (m % 64)))
+			return vfail(r, "a magazine is in two places", m);
+		seen[m / 64] |= UINT64_C(1) << (m % 64);
+		uint32_t n = mag_count(p, m);
+		if (empties ? n != 0 : n == 0)
+			return vfail(r, empties ? "a magazine on an empty stack holds blocks"
+						: "an empty magazine on a full stack", m);
+		if (++steps > p->n_mags)
+			return vfail(r, "magazine stack has a cycle", m);
+		m = lfp_load32_relaxed(&mn[m]); /* relaxed: quiescent */
+	}
+	return 0;
+}
+
+/* Walk a batch stack (quiescent): every head's link in range, every other
+ * carrier and index a block marked LFPI_CACHED; adds them to *entries and
+ * *digest and the heads to *heads. */
+static int walk_batches(const lfp_pool_t *p, const lfp_atomic_u64 *head, lfp_pool_report_t *r,
+			uint64_t *entries, uint64_t *digest, uint64_t *heads)
+{
+	const lfp_atomic_u32 *next = lfpi_next(p);
+	const uint64_t count = p->count;
+	const uint32_t cap = carrier_cap(p);
+	uint64_t steps = 0;
+	uint32_t b = lfp_head_index(lfp_load64_acquire(head)); /* K4: pairs with K3 */
+
+	while (b != LFP_NIL) {
+		if (b >= count)
+			return vfail(r, "batch stack link out of range", b);
+		if (cap == 0)
+			return vfail(r, "a batch in a pool whose blocks cannot carry one", b);
+		(*heads)++;
+		uint32_t in_batch = 0;
+		for (uint32_t cur = b; cur != LFP_NIL;) {
+			if (cur >= count || ++steps > count || ++in_batch > p->cache_size)
+				return vfail(r, "batch carrier out of range or batch too long", cur);
+			/* relaxed: quiescent */
+			if (cur != b && lfp_load32_relaxed(&next[cur]) != LFPI_CACHED)
+				return vfail(r, "batch carrier not marked cached", cur);
+			if (cur != b) {
+				(*entries)++;
+				*digest += lfpi_index_hash(cur);
+			}
+			const char *mem = lfpi_ptr(p, cur);
+			for (uint32_t j = 1; j <= cap; j++) {
+				uint32_t x = rd32(mem, j);
+				if (x == LFP_NIL)
+					break;
+				if (x >= count || ++in_batch > p->cache_size)
+					return vfail(r, "batch entry out of range or batch too long", x);
+				if (lfp_load32_relaxed(&next[x]) != LFPI_CACHED) /* relaxed: quiescent */
+					return vfail(r, "batch entry not marked cached", x);
+				(*entries)++;
+				*digest += lfpi_index_hash(x);
+			}
+			cur = rd32(mem, 0);
+		}
+		b = lfp_load32_relaxed(&next[b]); /* relaxed: quiescent */
+	}
+	return 0;
+}
+
+int lfpi_cache_validate(const lfp_pool_t *p, lfp_pool_report_t *r, uint64_t *entries,
+			uint64_t *digest, uint64_t *heads)
+{
+	uint64_t seen[(LFPI_CACHE_MAX_MAGS + 64) / 64];
+	const lfp_atomic_u32 *next = lfpi_next(p);
+	int rc;
+
+	memset(seen, 0, sizeof seen);
+	*entries = 0;
+	*digest = 0;
+	*heads = 0;
+	if (p->n_mags > LFPI_CACHE_MAX_MAGS || p->n_mags < 2 * p->cache_slots)
+		return vfail(r, "cache header out of range", UINT32_MAX);
+	if ((rc = walk_mags(p, &p->depot_full, false, seen, r)) < 0 ||
+	    (rc = walk_mags(p, &p->depot_empty, true, seen, r)) < 0 ||
+	    (rc = walk_batches(p, &p->depot_batch, r, entries, digest, heads)) < 0)
+		return rc;
+	for (uint32_t s = 0; s < p->cache_slots; s++) {
+		const struct lfpi_slot *sl = lfpi_slot_at(p, s);
+		if ((rc = walk_mags(p, &sl->home_full, false, seen, r)) < 0 ||
+		    (rc = walk_mags(p, &sl->home_empty, true, seen, r)) < 0 ||
+		    (rc = walk_batches(p, &sl->home_batch, r, entries, digest, heads)) < 0)
+			return rc;
+		uint32_t two[2] = { lfp_load32_relaxed(&sl->loaded), lfp_load32_relaxed(&sl->prev) }; /* relaxed: quiescent */
+		for (int w = 0; w < 2; w++) {
+			uint32_t m = two[w];
+			if (m >= p->n_mags)
+				return vfail(r, "slot holds a magazine id out of range", m);
+			if (seen[m / 64] & (UINT64_C(1) << (m % 64)))
+				return vfail(r, "a magazine is in two places", m);
+			seen[m / 64] |= UINT64_C(1) << (m % 64);
+		}
+	}
+	for (uint32_t m = 0; m < p->n_mags; m++) {
+		if (!(seen[m / 64] & (UINT64_C(1) << (m % 64))))
+			return vfail(r, "a magazine is nowhere (lost)", m);
+		const struct lfpi_mag *g = lfpi_mag_at(p, m);
+		uint32_t n = mag_count(p, m);
+		if (n > p->cache_size)
+			return vfail(r, "magazine count above its size", m);
+		for (uint32_t j = 0; j < n; j++) {
+			uint32_t i = g->ent[j];
+			if (i >= p->count)
+				return vfail(r, "magazine entry out of range", i);
+			if (lfp_load32_relaxed(&next[i]) != LFPI_CACHED) /* relaxed: quiescent */
+				return vfail(r, "magazine entry not marked cached", i);
+			*digest += lfpi_index_hash(i);
+		}
+		*entries += n;
+	}
+	return 0;
+}
+
+int lfpi_cache_reclaim_slot(lfp_pool_t *p, uint32_t s)
+{
+	if (!lfpi_live(p) || s >= p->cache_slots)
+		return -EINVAL;
+	struct lfpi_slot *sl = lfpi_slot_at(p, s);
+	/* Acquire: what the dead owner stored before it died (K7-like). */
+	if (lfp_load64_acquire(&sl->owner) == 0)
+		return -EINVAL;
+	slot_drain(p, sl, true);
+	lfp_store64_release(&sl->owner, 0); /* K8: pairs with K7 */
+	return 0;
+}
+
+static void sweep_mark(uint32_t m, uint64_t *seen)
+{
+	seen[m / 64] |= UINT64_C(1) << (m % 64);
+}
+
+static void sweep_stack(lfp_pool_t *p, const lfp_atomic_u64 *head, uint64_t *seen)
+{
+	const lfp_atomic_u32 *mn = lfpi_mag_next(p);
+	uint32_t m = lfp_head_index(lfp_load64_acquire(head)); /* K4: pairs with K3 */
+	for (uint32_t steps = 0; m < p->n_mags && steps < p->n_mags; steps++) {
+		sweep_mark(m, seen);
+		m = lfp_load32_relaxed(&mn[m]); /* relaxed: quiescent */
+	}
+}
+
+/* Keep entries still marked LFPI_CACHED (and mark them seen); drop the rest. */
+static void sweep_mag(lfp_pool_t *p, uint32_t m)
+{
+	lfp_atomic_u32 *next = lfpi_next(p);
+	struct lfpi_mag *g = lfpi_mag_at(p, m);
+	uint32_t n = mag_count(p, m), kept = 0;
+	if (n > p->cache_size)
+		n = p->cache_size;
+	for (uint32_t j = 0; j < n; j++) {
+		uint32_t i = g->ent[j];
+		if (i < p->count && lfp_load32_relaxed(&next[i]) == LFPI_CACHED) { /* relaxed: quiescent */
+			lfp_store32_relaxed(&next[i], LFPI_SEEN);
+			g->ent[kept++] = i;
+		}
+	}
+	lfp_store32_relaxed(&g->count, kept); /* K1 */
+}
+
+/* Mark the blocks of every batch on head seen (they are reachable). */
+static void sweep_batches(lfp_pool_t *p, const lfp_atomic_u64 *head)
+{
+	lfp_atomic_u32 *next = lfpi_next(p);
+	const uint32_t cap = carrier_cap(p);
+	uint64_t steps = 0;
+	uint32_t b = lfp_head_index(lfp_load64_acquire(head)); /* K4: pairs with K3 */
+	while (b < p->count && cap != 0 && steps++ < p->count) {
+		for (uint32_t cur = b, guard = 0; cur < p->count && guard++ <= p->cache_size;) {
+			const char *mem = lfpi_ptr(p, cur);
+			if (cur != b && lfp_load32_relaxed(&next[cur]) == LFPI_CACHED) /* relaxed: quiescent */
+				lfp_store32_relaxed(&next[cur], LFPI_SEEN);
+			for (uint32_t j = 1; j <= cap; j++) {
+				uint32_t x = rd32(mem, j);
+				if (x >= p->count)
+					break;
+				if (lfp_load32_relaxed(&next[x]) == LFPI_CACHED) /* relaxed: quiescent */
+					lfp_store32_relaxed(&next[x], LFPI_SEEN);
+			}
+			cur = rd32(mem, 0);
+		}
+		b = lfp_load32_relaxed(&next[b]); /* relaxed: quiescent */
+	}
+}
+
+uint64_t lfpi_cache_sweep(lfp_pool_t *p)
+{
+	uint64_t seen[(LFPI_CACHE_MAX_MAGS + 64) / 64];
+	lfp_atomic_u32 *next = lfpi_next(p);
+	uint64_t recovered = 0;
+	uint32_t first = LFP_NIL, last = LFP_NIL;
+
+	if (!lfpi_live(p) || p->cache_slots == 0)
+		return 0;
+	memset(seen, 0, sizeof seen);
+	sweep_stack(p, &p->depot_full, seen);
+	sweep_stack(p, &p->depot_empty, seen);
+	for (uint32_t s = 0; s < p->cache_slots; s++) {
+		struct lfpi_slot *sl = lfpi_slot_at(p, s);
+		sweep_stack(p, &sl->home_full, seen);
+		sweep_stack(p, &sl->home_empty, seen);
+		uint32_t l = lfp_load32_relaxed(&sl->loaded), v = lfp_load32_relaxed(&sl->prev); /* relaxed: quiescent */
+		if (l < p->n_mags)
+			sweep_mark(l, seen);
+		if (v < p->n_mags)
+			sweep_mark(v, seen);
+	}
+	for (uint32_t m = 0; m < p->n_mags; m++)
+		if (seen[m / 64] & (UINT64_C(1) << (m % 64)))
+			sweep_mag(p, m);
+	sweep_batches(p, &p->depot_batch);
+	for (uint32_t s = 0; s < p->cache_slots; s++)
+		sweep_batches(p, &lfpi_slot_at(p, s)->home_batch);
+	/* Orphans: still LFPI_CACHED, i.e. in no reachable magazine. */
+	for (uint64_t i = 0; i < p->count; i++) {
+		uint32_t v = lfp_load32_relaxed(&next[i]); /* relaxed: quiescent */
+		if (v == LFPI_SEEN) {
+			lfp_store32_relaxed(&next[i], LFPI_CACHED);
+		} else if (v == LFPI_CACHED) {
+			if (last != LFP_NIL)
+				lfp_store32_relaxed(&next[last], (uint32_t)i); /* published by R1 */
+			else
+				first = (uint32_t)i;
+			last = (uint32_t)i;
+			recovered++;
+		}
+	}
+	if (first != LFP_NIL)
+		lfpi_stack_push_chain(p, first, last);
+	/* Magazines found nowhere (a thread died holding one): empty them onto
+	 * depot_empty (their blocks were orphans above). */
+	for (uint32_t m = 0; m < p->n_mags; m++)
+		if (!(seen[m / 64] & (UINT64_C(1) << (m % 64)))) {
+			lfp_store32_relaxed(&lfpi_mag_at(p, m)->count, 0); /* K1 */
+			mstack_push(p, &p->depot_empty, m);
+		}
+	return recovered;
+}
+
+void lfpi_cache_abandon(lfp_pool_t *p)
+{
+	struct lfpi_tc *c = tc_find(p);
+	if (c == NULL)
+		return;
+	last_forget(c);
+	pthread_mutex_lock(&reg_mu);
+	tc_clear_key(c);
+	c->slot = NULL;
+	c->pinned = false;
+	pthread_mutex_unlock(&reg_mu);
+}

@@ -1,0 +1,195 @@
+/*
+ * stress/bench_fastpath.c - where the nanoseconds of the cached hot pair go.
+ *
+ * The "hot" scenario of `make bench` (alloc, write 8 bytes, free, repeated)
+ * rebuilt step by step, each variant in its own loop (noinline) over a
+ * thread-local magazine, thread-CPU time per pair, median of --reps:
+ *   ptr-array     a thread-local array of pointers and a counter: pop, write,
+ *                 push (the "bare thread-local array" of issue 3)
+ *   idx-array     the same with 32-bit block indices in a magazine and
+ *                 index <-> pointer conversion and the range/alignment check
+ *                 of lfp_cache_free (position independence costs this much)
+ *   +count        idx-array that also publishes the magazine's count with a
+ *                 relaxed atomic store (accounting: stats, validate, recovery)
+ *   +marks        +count that also keeps the block state word (double-free
+ *                 check: one relaxed load and two relaxed stores per pair)
+ *   lfp_cache     the shipped inline lfp_cache_alloc / lfp_cache_free on a
+ *                 real pool (what +marks is a copy of)
+ *   lfp_pool      lfp_pool_alloc / lfp_pool_free (thread-local lookup + the
+ *                 same path)
+ *
+ *   bench_fastpath [--reps N] [--pairs N]
+ */
+#include <lfpool.h>
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define K 64u
+#define NOINLINE __attribute__((noinline))
+
+static double cpu_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+static _Alignas(64) char blocks[K * 64];
+static void *ptrs[K];
+static unsigned nptr;
+
+/* a magazine like the cache's: count word + entries, and state words */
+static _Alignas(64) uint32_t mag[1 + K];
+static _Alignas(64) uint32_t marks[K];
+static struct fast {
+	uint32_t *top, *base, *end, *count, *marks;
+	char *blocks;
+	uint64_t span, mask;
+	uint32_t shift, mark_alloc;
+} F;
+
+NOINLINE static void loop_ptr(uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		void *p = ptrs[--nptr];
+		*(volatile uint64_t *)p = i;
+		ptrs[nptr++] = p;
+	}
+}
+
+#define VARIANT(name, COUNT, MARKS)                                                      \
+	NOINLINE static int name(struct fast *f, uint64_t n)                             \
+	{                                                                                \
+		for (uint64_t i = 0; i < n; i++) {                                       \
+			uint32_t *t = f->top;                                            \
+			if (t == f->base)                                                \
+				return -1;                                               \
+			uint32_t x = *--t;                                               \
+			f->top = t;                                                      \
+			if (COUNT)                                                       \
+				__atomic_store_n(f->count, (uint32_t)(t - f->base),      \
+						 __ATOMIC_RELAXED);                      \
+			if (MARKS)                                                       \
+				__atomic_store_n(&f->marks[x], f->mark_alloc,            \
+						 __ATOMIC_RELAXED);                      \
+			char *p = f->blocks + ((size_t)x << f->shift);                   \
+			*(volatile uint64_t *)(void *)p = i;                             \
+			uintptr_t off = (uintptr_t)p - (uintptr_t)f->blocks;             \
+			t = f->top;                                                      \
+			if (off >= f->span || (off & f->mask) || t == f->end)            \
+				return -1;                                               \
+			uint32_t j = (uint32_t)(off >> f->shift);                        \
+			if (MARKS) {                                                     \
+				if (__atomic_load_n(&f->marks[j], __ATOMIC_RELAXED) !=   \
+				    f->mark_alloc)                                       \
+					return -1;                                       \
+				__atomic_store_n(&f->marks[j], 0xFFFFFFFBu,              \
+						 __ATOMIC_RELAXED);                      \
+			}                                                                \
+			*t++ = j;                                                        \
+			f->top = t;                                                      \
+			if (COUNT)                                                       \
+				__atomic_store_n(f->count, (uint32_t)(t - f->base),      \
+						 __ATOMIC_RELAXED);                      \
+		}                                                                        \
+		return 0;                                                                \
+	}
+VARIANT(loop_idx, 0, 0)
+VARIANT(loop_count, 1, 0)
+VARIANT(loop_marks, 1, 1)
+
+NOINLINE static int loop_cache(lfp_cache_t *c, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		void *p = lfp_cache_alloc(c);
+		if (p == NULL)
+			return -1;
+		*(volatile uint64_t *)p = i;
+		if (lfp_cache_free(c, p) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+NOINLINE static int loop_pool(lfp_pool_t *pool, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		void *p = lfp_pool_alloc(pool);
+		if (p == NULL)
+			return -1;
+		*(volatile uint64_t *)p = i;
+		if (lfp_pool_free(pool, p) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int cmp(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+int main(int argc, char **argv)
+{
+	unsigned reps = 7;
+	uint64_t pairs = 50000000;
+	for (int i = 1; i + 1 < argc; i += 2) {
+		if (!strcmp(argv[i], "--reps"))
+			reps = (unsigned)strtoul(argv[i + 1], NULL, 10);
+		else if (!strcmp(argv[i], "--pairs"))
+			pairs = strtoull(argv[i + 1], NULL, 10);
+	}
+	if (reps < 1 || reps > 101 || pairs < 1)
+		return 2;
+	for (unsigned i = 0; i < K; i++) {
+		ptrs[i] = blocks + 64 * i;
+		mag[1 + i] = i;
+		marks[i] = 0xFFFFFFFBu;
+	}
+	nptr = K;
+	mag[0] = K;
+	F = (struct fast){ &mag[1 + K], &mag[1], &mag[1 + K], &mag[0], marks, blocks, K * 64, 63, 6,
+			   0xFFFFFFFEu };
+
+	lfp_pool_config_t cfg = { .block_size = 64, .block_count = 1 << 16 };
+	lfp_pool_t *pool = lfp_pool_create(&cfg);
+	lfp_cache_t *c = pool ? lfp_pool_cache(pool) : NULL;
+	if (c == NULL) {
+		fprintf(stderr, "bench_fastpath: no pool\n");
+		return 1;
+	}
+	static const char *const names[] = { "ptr-array", "idx-array", "+count", "+marks",
+					     "lfp_cache", "lfp_pool" };
+	double t[6][101];
+	int bad = 0;
+	for (unsigned r = 0; r < reps; r++)
+		for (int v = 0; v < 6; v++) {
+			double t0 = cpu_ns();
+			switch (v) {
+			case 0: loop_ptr(pairs); break;
+			case 1: bad |= loop_idx(&F, pairs); break;
+			case 2: bad |= loop_count(&F, pairs); break;
+			case 3: bad |= loop_marks(&F, pairs); break;
+			case 4: bad |= loop_cache(c, pairs); break;
+			default: bad |= loop_pool(pool, pairs); break;
+			}
+			t[v][r] = (cpu_ns() - t0) / (double)pairs;
+		}
+	if (bad) {
+		fprintf(stderr, "bench_fastpath: a variant failed\n");
+		return 1;
+	}
+	printf("| variant | ns/pair (thread CPU, median of %u x %llu pairs) |\n|---|---:|\n", reps,
+	       (unsigned long long)pairs);
+	for (int v = 0; v < 6; v++) {
+		qsort(t[v], reps, sizeof(double), cmp);
+		printf("| %s | %.2f |\n", names[v], t[v][reps / 2]);
+	}
+	lfp_pool_destroy(pool);
+	return 0;
+}

@@ -1,0 +1,745 @@
+/*
+ * tests/test_cache.c - the per-thread cache and the bulk API, single-thread
+ * contract plus the few cross-thread facts that need only a join (Criterion).
+ *
+ * Suites: layout (defaults, limits, NO_CACHE), cached (alloc/free through the
+ * cache, errors, double free, modes), handle (lfp_pool_cache and the inline
+ * path), flush (blocks flushed by one thread reused by another), exit (a
+ * thread that exits with a full cache loses nothing; destroy while a thread
+ * keeps a cache), bulk (n = 0, n > free, partial results, all-or-nothing
+ * free), recovery (the hidden hooks for shared memory: reclaim a dead slot,
+ * sweep orphans) and validate (it catches a planted inconsistency).
+ */
+#include <criterion/criterion.h>
+
+#include "../pool/internal.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+static lfp_pool_config_t cfg(size_t size, size_t count)
+{
+	return (lfp_pool_config_t){ .block_size = size, .block_count = count };
+}
+
+static lfp_pool_t *make(lfp_pool_config_t c)
+{
+	lfp_pool_t *p = lfp_pool_create(&c);
+	cr_assert_not_null(p, "create: %s", strerror(errno));
+	return p;
+}
+
+static void assert_valid(const lfp_pool_t *p, uint64_t free_expected)
+{
+	lfp_pool_report_t r;
+	int rc = lfp_pool_validate(p, &r);
+	cr_assert_eq(rc, 0, "validate: %s (index %u)", r.error ? r.error : "-", r.bad_index);
+	cr_assert_eq(r.free, free_expected, "validate free %llu != %llu", (unsigned long long)r.free,
+		     (unsigned long long)free_expected);
+	cr_assert_eq(lfp_pool_free_count(p), free_expected);
+}
+
+/* Take every block (one thread), check they are distinct, then the pool is
+ * empty (NULL + ENOMEM); give them all back. */
+static void cycle_all(lfp_pool_t *p, size_t n)
+{
+	void **all = calloc(n, sizeof *all);
+	cr_assert_not_null(all);
+	for (size_t i = 0; i < n; i++) {
+		all[i] = lfp_pool_alloc(p);
+		cr_assert_not_null(all[i], "alloc %zu of %zu: %s", i, n, strerror(errno));
+		int64_t ix = lfp_pool_index(p, all[i]);
+		cr_assert_geq(ix, 0);
+		memset(all[i], 0xA5, lfp_pool_block_size(p));
+	}
+	/* distinct: sort-free check through the state words is not public, so
+	 * use the indices */
+	char *seen = calloc(n, 1);
+	for (size_t i = 0; i < n; i++) {
+		int64_t ix = lfp_pool_index(p, all[i]);
+		cr_assert_eq(seen[ix], 0, "block %lld handed out twice", (long long)ix);
+		seen[ix] = 1;
+	}
+	free(seen);
+	errno = 0;
+	cr_assert_null(lfp_pool_alloc(p));
+	cr_assert_eq(errno, ENOMEM);
+	for (size_t i = 0; i < n; i++)
+		cr_assert_eq(lfp_pool_free(p, all[i]), 0);
+	free(all);
+}
+
+/* ======================================================================== */
+TestSuite(layout);
+
+Test(layout, small_pools_get_no_cache_by_default)
+{
+	lfp_pool_config_t a = cfg(64, 255), b = cfg(64, 255);
+	b.flags = LFP_POOL_NO_CACHE;
+	cr_assert_eq(lfp_pool_region_size(&a), lfp_pool_region_size(&b));
+	lfp_pool_t *p = make(a);
+	cr_assert_eq(p->cache_slots, 0);
+	cycle_all(p, 255);
+	assert_valid(p, 255);
+	lfp_pool_destroy(p);
+}
+
+Test(layout, default_cache_shape_and_region_size)
+{
+	lfp_pool_config_t a = cfg(64, 10000), b = cfg(64, 10000);
+	b.flags = LFP_POOL_NO_CACHE;
+	size_t with = lfp_pool_region_size(&a), without = lfp_pool_region_size(&b);
+	cr_assert_gt(with, without);
+	lfp_pool_t *p = make(a);
+	cr_assert_eq(p->cache_slots, 9);   /* 10000 / 1024 */
+	cr_assert_eq(p->cache_size, 128);  /* pow2_floor(10000 / (8 * 9)) */
+	cr_assert_eq(p->n_mags, 4 * 9);    /* depot = 2 * slots */
+	/* hoard bound: 2 k S <= count / 4 */
+	cr_assert_leq(2 * 128 * 9, 10000 / 4);
+	/* The documented size of the cache area: slots * 64 + magazines *
+	 * (4 + round64(4 + 4 k)), plus alignment. */
+	cr_assert_leq(with - without, (size_t)(9 * 64 + 36 * (4 + 576)) + 128);
+	lfp_pool_destroy(p);
+}
+
+Test(layout, explicit_shape_is_used)
+{
+	lfp_pool_config_t a = cfg(16, 100);
+	a.cache_slots = 3;
+	a.cache_size = 7;
+	a.cache_depot = 5;
+	lfp_pool_t *p = make(a);
+	cr_assert_eq(p->cache_slots, 3);
+	cr_assert_eq(p->cache_size, 7);
+	cr_assert_eq(p->n_mags, 11);
+	cycle_all(p, 100);
+	assert_valid(p, 100);
+	lfp_pool_destroy(p);
+}
+
+Test(layout, limits_are_einval)
+{
+	lfp_pool_config_t a = cfg(16, 1000);
+	a.cache_size = LFP_CACHE_MAX_SIZE + 1;
+	errno = 0;
+	cr_assert_eq(lfp_pool_region_size(&a), 0);
+	cr_assert_eq(errno, EINVAL);
+	a = cfg(16, 1000);
+	a.cache_slots = LFP_CACHE_MAX_SLOTS + 1;
+	cr_assert_null(lfp_pool_create(&a));
+	cr_assert_eq(errno, EINVAL);
+	a = cfg(16, 1000);
+	a.cache_slots = 4000;
+	a.cache_depot = 60000; /* 2 * 4000 + 60000 > 65535 magazines */
+	cr_assert_eq(lfp_pool_region_size(&a), 0);
+	cr_assert_eq(errno, EINVAL);
+	/* NO_CACHE wins over an explicit shape */
+	lfp_pool_config_t b = cfg(16, 1000), c = cfg(16, 1000);
+	b.flags = c.flags = LFP_POOL_NO_CACHE;
+	b.cache_slots = 8;
+	cr_assert_eq(lfp_pool_region_size(&b), lfp_pool_region_size(&c));
+}
+
+Test(layout, init_in_caller_memory_keeps_the_cache_inside)
+{
+	lfp_pool_config_t c = cfg(32, 1000);
+	size_t size = lfp_pool_region_size(&c);
+	void *mem = aligned_alloc(64, (size + 63) & ~(size_t)63);
+	lfp_pool_t *p;
+	cr_assert_eq(lfp_pool_init(mem, size, &c, &p), 0);
+	cr_assert_gt(p->cache_slots, 0);
+	cr_assert_leq(p->blocks_off + p->count * p->stride, size);
+	cr_assert_geq(p->cache_off, p->next_off + 4 * p->count);
+	cr_assert_leq(p->mags_off + (uint64_t)p->n_mags * p->mag_stride, p->blocks_off);
+	cycle_all(p, 1000);
+	assert_valid(p, 1000);
+	cr_assert_eq(lfp_pool_destroy(p), 0);
+	free(mem);
+}
+
+/* ======================================================================== */
+TestSuite(cached);
+
+Test(cached, lifo_reuse_hits_the_cache)
+{
+	lfp_pool_t *p = make(cfg(64, 4096));
+	void *a = lfp_pool_alloc(p);
+	cr_assert_eq(lfp_pool_free(p, a), 0);
+	void *b = lfp_pool_alloc(p);
+	cr_assert_eq(a, b, "the block just freed comes back first");
+	lfp_pool_stats_t st;
+	cr_assert_eq(lfp_pool_stats(p, &st), 0);
+	cr_assert_eq(st.free, 4095);
+	cr_assert_gt(st.cached, 0, "the refill put blocks in this thread's magazine");
+	cr_assert_eq(lfp_pool_free(p, b), 0);
+	assert_valid(p, 4096);
+	lfp_pool_destroy(p);
+}
+
+Test(cached, errors_are_documented)
+{
+	lfp_pool_t *p = make(cfg(64, 1024));
+	char *a = lfp_pool_alloc(p);
+	cr_assert_eq(lfp_pool_free(p, NULL), 0);
+	cr_assert_eq(lfp_pool_free(p, a + 1), -EINVAL);
+	cr_assert_eq(lfp_pool_free(p, a + 64 * 2048), -EINVAL);
+	int outside;
+	cr_assert_eq(lfp_pool_free(p, &outside), -EINVAL);
+	cr_assert_eq(lfp_pool_free(p, a), 0);
+	cr_assert_eq(lfp_pool_free(p, a), -EALREADY, "double free into the cache");
+	/* a block still on the shared stack (never allocated) */
+	cr_assert_eq(lfp_pool_free(p, lfp_pool_ptr(p, 1000)), -EALREADY);
+	assert_valid(p, 1024);
+	lfp_pool_destroy(p);
+}
+
+static void modes_case(unsigned flags, size_t bsize)
+{
+	lfp_pool_config_t c = cfg(bsize, 2000);
+	c.flags = flags;
+	c.block_align = 8;
+	lfp_pool_t *p = make(c);
+	cycle_all(p, 2000);
+	assert_valid(p, 2000);
+	void *a = lfp_pool_alloc(p);
+	cr_assert_eq(lfp_pool_free(p, a), 0);
+	cr_assert_eq(lfp_pool_free(p, a), -EALREADY);
+	if (flags & LFP_POOL_STATS) {
+		lfp_pool_stats_t st;
+		lfp_pool_stats(p, &st);
+		cr_assert_eq(st.allocs, 2001);
+		cr_assert_eq(st.frees, 2001);
+		cr_assert_eq(st.in_use, 0);
+		cr_assert_eq(st.high_water, 2000);
+		cr_assert_eq(st.failures, 1);
+		cr_assert_eq(st.free, 2000);
+	}
+	assert_valid(p, 2000);
+	lfp_pool_destroy(p);
+}
+
+Test(cached, checked_mode) { modes_case(LFP_POOL_CHECKED, 64); }
+Test(cached, stats_mode) { modes_case(LFP_POOL_STATS, 64); }
+Test(cached, checked_and_stats) { modes_case(LFP_POOL_CHECKED | LFP_POOL_STATS, 64); }
+Test(cached, stride_not_a_power_of_two) { modes_case(0, 40); }
+Test(cached, one_byte_blocks) { modes_case(0, 1); }
+
+Test(cached, blocks_too_small_for_batches_spill_chains)
+{
+	/* stride 4: no room for an in-band batch, so an overflowing magazine
+	 * goes back to the free stack as one chain. */
+	lfp_pool_config_t c = cfg(4, 600);
+	c.block_align = 4;
+	c.cache_slots = 1;
+	c.cache_size = 8;
+	c.cache_depot = 1;
+	lfp_pool_t *p = make(c);
+	cr_assert_eq(p->stride, 4);
+	for (int r = 0; r < 3; r++)
+		cycle_all(p, 600);
+	assert_valid(p, 600);
+	lfp_pool_destroy(p);
+}
+
+Test(cached, batches_hold_what_magazines_cannot)
+{
+	/* 2 slots x 2 magazines + 1 spare of 16: most of the 3000 blocks freed
+	 * by one thread travel as in-band batches; validate accounts for them
+	 * and another thread gets every block back. */
+	lfp_pool_config_t c = cfg(64, 3000);
+	c.cache_slots = 2;
+	c.cache_size = 16;
+	c.cache_depot = 1;
+	lfp_pool_t *p = make(c);
+	void **all = calloc(3000, sizeof *all);
+	for (int i = 0; i < 3000; i++)
+		cr_assert_not_null(all[i] = lfp_pool_alloc(p));
+	for (int i = 0; i < 3000; i++)
+		cr_assert_eq(lfp_pool_free(p, all[i]), 0);
+	lfp_pool_report_t r;
+	cr_assert_eq(lfp_pool_validate(p, &r), 0, "%s", r.error ? r.error : "-");
+	cr_assert_eq(r.free, 3000);
+	cr_assert_gt(r.cached, 2 * 16 * 2 + 16, "batches hold the rest: cached %llu",
+		     (unsigned long long)r.cached);
+	lfp_pool_stats_t st;
+	lfp_pool_stats(p, &st);
+	cr_assert_eq(st.cached, r.cached, "the batch counter agrees when quiescent");
+	cr_assert_eq(lfpi_cache_sweep(p), 0, "nothing orphaned");
+	assert_valid(p, 3000);
+	cycle_all(p, 3000);
+	free(all);
+	lfp_pool_destroy(p);
+}
+
+Test(cached, tiny_magazines_and_depot_overflow)
+{
+	/* 1-entry magazines, no spare magazine: every flush spills a chain. */
+	lfp_pool_config_t c = cfg(16, 300);
+	c.cache_slots = 1;
+	c.cache_size = 1;
+	c.cache_depot = 0;
+	lfp_pool_t *p = make(c);
+	cr_assert_eq(p->n_mags, 2 + 2, "depot 0 means the default: 2 * slots");
+	for (int r = 0; r < 3; r++)
+		cycle_all(p, 300);
+	assert_valid(p, 300);
+	lfp_pool_destroy(p);
+}
+
+/* ======================================================================== */
+TestSuite(handle);
+
+Test(handle, inline_path_and_errors)
+{
+	lfp_pool_t *p = make(cfg(64, 4096));
+	errno = 0;
+	cr_assert_null(lfp_pool_cache(NULL));
+	cr_assert_eq(errno, EINVAL);
+	lfp_cache_t *c = lfp_pool_cache(p);
+	cr_assert_not_null(c);
+	cr_assert_eq(lfp_pool_cache(p), c, "one handle per thread and pool");
+	void *held[600];
+	for (int i = 0; i < 600; i++) {
+		held[i] = lfp_cache_alloc(c);
+		cr_assert_not_null(held[i]);
+	}
+	for (int i = 0; i < 600; i++)
+		cr_assert_eq(lfp_cache_free(c, held[i]), 0);
+	cr_assert_eq(lfp_cache_free(c, held[5]), -EALREADY);
+	cr_assert_eq(lfp_cache_free(c, (char *)held[5] + 8), -EINVAL);
+	cr_assert_eq(lfp_cache_free(c, NULL), 0);
+	/* mixing the handle and lfp_pool_* on one thread */
+	void *a = lfp_pool_alloc(p);
+	cr_assert_eq(lfp_cache_free(c, a), 0);
+	a = lfp_cache_alloc(c);
+	cr_assert_eq(lfp_pool_free(p, a), 0);
+	assert_valid(p, 4096);
+	lfp_pool_destroy(p);
+}
+
+Test(handle, pool_without_cache_still_gives_a_working_handle)
+{
+	lfp_pool_config_t cc = cfg(64, 4096);
+	cc.flags = LFP_POOL_NO_CACHE;
+	lfp_pool_t *p = make(cc);
+	lfp_cache_t *c = lfp_pool_cache(p);
+	cr_assert_not_null(c);
+	void *a = lfp_cache_alloc(c);
+	cr_assert_not_null(a);
+	cr_assert_eq(lfp_cache_free(c, a), 0);
+	cr_assert_eq(lfp_cache_free(c, a), -EALREADY);
+	lfp_pool_stats_t st;
+	lfp_pool_stats(p, &st);
+	cr_assert_eq(st.cached, 0);
+	assert_valid(p, 4096);
+	lfp_pool_destroy(p);
+}
+
+Test(handle, many_pools_per_thread)
+{
+	enum { N = 80 };
+	lfp_pool_t *p[N];
+	int enospc = 0;
+	for (int i = 0; i < N; i++) {
+		p[i] = make(cfg(32, 512));
+		errno = 0;
+		lfp_cache_t *c = lfp_pool_cache(p[i]);
+		if (c == NULL) {
+			cr_assert_eq(errno, ENOSPC);
+			enospc++;
+		} else {
+			void *b = lfp_cache_alloc(c);
+			cr_assert_not_null(b);
+			cr_assert_eq(lfp_cache_free(c, b), 0);
+		}
+	}
+	cr_assert_geq(enospc, N - 64, "64 entries at most");
+	/* lfp_pool_alloc works for every pool, cached or not */
+	for (int r = 0; r < 3; r++)
+		for (int i = 0; i < N; i++) {
+			void *b = lfp_pool_alloc(p[i]);
+			cr_assert_not_null(b);
+			cr_assert_eq(lfp_pool_free(p[i], b), 0);
+		}
+	for (int i = 0; i < N; i++) {
+		assert_valid(p[i], 512);
+		cr_assert_eq(lfp_pool_destroy(p[i]), 0);
+	}
+}
+
+Test(handle, destroyed_and_recreated_at_the_same_address)
+{
+	lfp_pool_config_t c1 = cfg(64, 2000), c2 = cfg(128, 1000);
+	size_t size = lfp_pool_region_size(&c1);
+	if (lfp_pool_region_size(&c2) > size)
+		size = lfp_pool_region_size(&c2);
+	void *mem = aligned_alloc(64, (size + 63) & ~(size_t)63);
+	lfp_pool_t *p;
+	cr_assert_eq(lfp_pool_init(mem, size, &c1, &p), 0);
+	void *a = lfp_pool_alloc(p);
+	cr_assert_eq(lfp_pool_free(p, a), 0);
+	cr_assert_eq(lfp_pool_destroy(p), 0);
+	cr_assert_eq(lfp_pool_init(mem, size, &c2, &p), 0);
+	/* the thread's entry for the old pool must not be taken for the new */
+	cycle_all(p, 1000);
+	void *b = lfp_pool_alloc(p);
+	cr_assert_eq(lfp_pool_block_size(p), 128);
+	cr_assert_eq(lfp_pool_index(p, b) >= 0, true);
+	cr_assert_eq(lfp_pool_free(p, b), 0);
+	assert_valid(p, 1000);
+	cr_assert_eq(lfp_pool_destroy(p), 0);
+	free(mem);
+}
+
+/* ======================================================================== */
+TestSuite(flush);
+
+struct flush_arg {
+	lfp_pool_t *p;
+	void **blocks;
+	size_t n;
+	bool do_flush;
+	pthread_barrier_t *bar;
+};
+
+static void *alloc_free_and_flush(void *v)
+{
+	struct flush_arg *a = v;
+	for (size_t i = 0; i < a->n; i++)
+		a->blocks[i] = lfp_pool_alloc(a->p);
+	for (size_t i = 0; i < a->n; i++)
+		if (lfp_pool_free(a->p, a->blocks[i]) != 0)
+			return (void *)1;
+	if (a->do_flush && lfp_pool_cache_flush(a->p) != 0)
+		return (void *)2;
+	if (a->bar) {
+		pthread_barrier_wait(a->bar); /* flushed; main takes over */
+		pthread_barrier_wait(a->bar); /* main is done */
+	}
+	return NULL;
+}
+
+Test(flush, blocks_flushed_by_one_thread_are_reused_by_another)
+{
+	lfp_pool_t *p = make(cfg(64, 8192));
+	const size_t n = 64; /* four magazines of 16 */
+	void *mine[64], *theirs[64];
+	pthread_barrier_t bar;
+	pthread_barrier_init(&bar, NULL, 2);
+	struct flush_arg a = { p, mine, n, true, &bar };
+	pthread_t t;
+	pthread_create(&t, NULL, alloc_free_and_flush, &a);
+	pthread_barrier_wait(&bar);
+	/* The other thread is alive and keeps its slot; what it flushed sits on
+	 * the depot, and this thread's first refills take exactly those. */
+	lfp_pool_stats_t st;
+	lfp_pool_stats(p, &st);
+	cr_assert_eq(st.free, 8192);
+	size_t reused = 0;
+	for (size_t i = 0; i < n; i++) {
+		theirs[i] = lfp_pool_alloc(p);
+		for (size_t j = 0; j < n; j++)
+			reused += theirs[i] == mine[j];
+	}
+	cr_assert_eq(reused, n, "only %zu of %zu flushed blocks were reused", reused, n);
+	for (size_t i = 0; i < n; i++)
+		cr_assert_eq(lfp_pool_free(p, theirs[i]), 0);
+	pthread_barrier_wait(&bar);
+	void *rc;
+	pthread_join(t, &rc);
+	cr_assert_null(rc);
+	assert_valid(p, 8192);
+	pthread_barrier_destroy(&bar);
+	lfp_pool_destroy(p);
+}
+
+Test(flush, without_flush_the_hoard_is_bounded)
+{
+	/* A live thread that does not flush keeps at most 2 k blocks (loaded and
+	 * prev); everything else it freed is reachable by others. */
+	lfp_pool_t *p = make(cfg(64, 4096));
+	const uint32_t k = p->cache_size;
+	void **mine = calloc(4096, sizeof *mine);
+	pthread_barrier_t bar;
+	pthread_barrier_init(&bar, NULL, 2);
+	struct flush_arg a = { p, mine, 4096, false, &bar };
+	pthread_t t;
+	pthread_create(&t, NULL, alloc_free_and_flush, &a);
+	pthread_barrier_wait(&bar);
+	size_t got = 0;
+	void **all = calloc(4096, sizeof *all);
+	while ((all[got] = lfp_pool_alloc(p)) != NULL)
+		got++;
+	cr_assert_geq(got, 4096 - 2 * (size_t)k, "got %zu of 4096 with k = %u", got, k);
+	cr_assert_eq(errno, ENOMEM);
+	for (size_t i = 0; i < got; i++)
+		cr_assert_eq(lfp_pool_free(p, all[i]), 0);
+	pthread_barrier_wait(&bar);
+	pthread_join(t, NULL);
+	/* the thread has exited: now every block is reachable */
+	cycle_all(p, 4096);
+	assert_valid(p, 4096);
+	free(all);
+	free(mine);
+	pthread_barrier_destroy(&bar);
+	lfp_pool_destroy(p);
+}
+
+Test(flush, a_thread_without_a_slot_reaches_cached_blocks)
+{
+	/* One slot: the other thread holds it and frees everything into its
+	 * home stacks (magazines and in-band batches); this thread has no
+	 * slot, works on the free stack, and still gets all but the holder's
+	 * hoard (2 k) back. */
+	lfp_pool_config_t c = cfg(64, 3000);
+	c.cache_slots = 1;
+	c.cache_size = 16;
+	c.cache_depot = 1;
+	lfp_pool_t *p = make(c);
+	void **mine = calloc(3000, sizeof *mine);
+	pthread_barrier_t bar;
+	pthread_barrier_init(&bar, NULL, 2);
+	struct flush_arg a = { p, mine, 3000, false, &bar };
+	pthread_t t;
+	pthread_create(&t, NULL, alloc_free_and_flush, &a);
+	pthread_barrier_wait(&bar);
+	void **all = calloc(3000, sizeof *all);
+	size_t got = 0;
+	while ((all[got] = lfp_pool_alloc(p)) != NULL)
+		got++;
+	cr_assert_geq(got, 3000 - 2 * 16, "got %zu", got);
+	cr_assert_eq(lfp_pool_free_bulk(p, all, got), 0);
+	pthread_barrier_wait(&bar);
+	pthread_join(t, NULL);
+	assert_valid(p, 3000);
+	free(all);
+	free(mine);
+	pthread_barrier_destroy(&bar);
+	lfp_pool_destroy(p);
+}
+
+Test(flush, flush_of_a_thread_without_cache_is_a_noop)
+{
+	lfp_pool_t *p = make(cfg(64, 1024));
+	cr_assert_eq(lfp_pool_cache_flush(p), 0);
+	cr_assert_eq(lfp_pool_cache_flush(NULL), -EINVAL);
+	lfp_pool_destroy(p);
+}
+
+/* ======================================================================== */
+TestSuite(exit);
+
+Test(exit, thread_exit_with_full_cache_loses_nothing)
+{
+	lfp_pool_t *p = make(cfg(64, 4096));
+	for (int round = 0; round < 5; round++) {
+		struct flush_arg a[4];
+		pthread_t t[4];
+		for (int i = 0; i < 4; i++) {
+			a[i] = (struct flush_arg){ p, calloc(1000, sizeof(void *)), 1000, false, NULL };
+			pthread_create(&t[i], NULL, alloc_free_and_flush, &a[i]);
+		}
+		for (int i = 0; i < 4; i++) {
+			void *rc;
+			pthread_join(t[i], &rc);
+			cr_assert_null(rc);
+			free(a[i].blocks);
+		}
+		/* every slot was released at exit (this thread holds one after
+		 * its first cycle_all) */
+		uint32_t owned = 0;
+		for (uint32_t s = 0; s < p->cache_slots; s++)
+			owned += lfp_load64_relaxed(&lfpi_slot_at(p, s)->owner) != 0;
+		cr_assert_eq(owned, round == 0 ? 0u : 1u, "round %d: %u slots owned", round, owned);
+		assert_valid(p, 4096);
+		cycle_all(p, 4096);
+	}
+	lfp_pool_destroy(p);
+}
+
+static void *hold_cache_then_wait(void *v)
+{
+	struct flush_arg *a = v;
+	void *b = lfp_pool_alloc(a->p);
+	lfp_pool_free(a->p, b);
+	pthread_barrier_wait(a->bar); /* main destroys the pool */
+	pthread_barrier_wait(a->bar);
+	/* exit: the destructor must not touch the unmapped pool */
+	return NULL;
+}
+
+Test(exit, destroy_while_a_thread_keeps_its_cache)
+{
+	lfp_pool_t *p = make(cfg(64, 4096));
+	pthread_barrier_t bar;
+	pthread_barrier_init(&bar, NULL, 2);
+	struct flush_arg a = { p, NULL, 0, false, &bar };
+	pthread_t t;
+	pthread_create(&t, NULL, hold_cache_then_wait, &a);
+	pthread_barrier_wait(&bar);
+	cr_assert_eq(lfp_pool_destroy(p), 0);
+	pthread_barrier_wait(&bar);
+	pthread_join(t, NULL);
+}
+
+/* ======================================================================== */
+TestSuite(bulk);
+
+static void bulk_cases(unsigned flags)
+{
+	lfp_pool_config_t c = cfg(64, 1000);
+	c.flags = flags;
+	lfp_pool_t *p = make(c);
+	void **out = calloc(1100, sizeof *out);
+
+	cr_assert_eq(lfp_pool_alloc_bulk(p, out, 0), 0);
+	cr_assert_eq(lfp_pool_alloc_bulk(p, NULL, 0), 0);
+	cr_assert_eq(lfp_pool_alloc_bulk(p, NULL, 3), -EINVAL);
+	cr_assert_eq(lfp_pool_alloc_bulk(NULL, out, 3), -EINVAL);
+	cr_assert_eq(lfp_pool_free_bulk(p, NULL, 0), 0);
+	cr_assert_eq(lfp_pool_free_bulk(p, NULL, 2), -EINVAL);
+
+	/* n > free: a partial result, ENOMEM */
+	errno = 0;
+	int64_t got = lfp_pool_alloc_bulk(p, out, 1100);
+	cr_assert_eq(got, 1000);
+	cr_assert_eq(errno, ENOMEM);
+	errno = 0;
+	cr_assert_eq(lfp_pool_alloc_bulk(p, out + 1000, 5), 0);
+	cr_assert_eq(errno, ENOMEM);
+	for (int i = 0; i < 1000; i++)
+		cr_assert_geq(lfp_pool_index(p, out[i]), 0);
+	assert_valid(p, 0);
+
+	/* all-or-nothing free: a bad pointer, a duplicate */
+	void *bad[3] = { out[0], (char *)out[1] + 1, out[2] };
+	cr_assert_eq(lfp_pool_free_bulk(p, bad, 3), -EINVAL);
+	void *dup[4] = { out[0], out[1], out[0], out[3] };
+	cr_assert_eq(lfp_pool_free_bulk(p, dup, 4), -EALREADY);
+	assert_valid(p, 0); /* nothing changed hands */
+
+	/* NULL entries are skipped; then the rest, in pieces */
+	void *some[3] = { out[0], NULL, out[1] };
+	cr_assert_eq(lfp_pool_free_bulk(p, some, 3), 0);
+	assert_valid(p, 2);
+	cr_assert_eq(lfp_pool_free_bulk(p, some, 3), -EALREADY, "already free");
+	cr_assert_eq(lfp_pool_free_bulk(p, out + 2, 998), 0);
+	assert_valid(p, 1000);
+
+	/* exactly all, twice round */
+	for (int r = 0; r < 2; r++) {
+		cr_assert_eq(lfp_pool_alloc_bulk(p, out, 1000), 1000);
+		cr_assert_eq(lfp_pool_free_bulk(p, out, 1000), 0);
+	}
+	/* partial batches mixed with single calls */
+	cr_assert_eq(lfp_pool_alloc_bulk(p, out, 37), 37);
+	void *single = lfp_pool_alloc(p);
+	cr_assert_not_null(single);
+	cr_assert_eq(lfp_pool_free_bulk(p, out, 37), 0);
+	cr_assert_eq(lfp_pool_free(p, single), 0);
+	if (flags & LFP_POOL_STATS) {
+		lfp_pool_stats_t st;
+		lfp_pool_stats(p, &st);
+		cr_assert_eq(st.allocs, st.frees);
+		cr_assert_eq(st.in_use, 0);
+		cr_assert_eq(st.high_water, 1000);
+	}
+	cycle_all(p, 1000);
+	assert_valid(p, 1000);
+	free(out);
+	lfp_pool_destroy(p);
+}
+
+Test(bulk, cached) { bulk_cases(0); }
+Test(bulk, uncached) { bulk_cases(LFP_POOL_NO_CACHE); }
+Test(bulk, cached_checked_stats) { bulk_cases(LFP_POOL_CHECKED | LFP_POOL_STATS); }
+Test(bulk, uncached_checked_stats) { bulk_cases(LFP_POOL_NO_CACHE | LFP_POOL_CHECKED | LFP_POOL_STATS); }
+
+/* ======================================================================== */
+TestSuite(recovery);
+
+static void *fill_and_die(void *v)
+{
+	struct flush_arg *a = v;
+	for (size_t i = 0; i < a->n; i++)
+		a->blocks[i] = lfp_pool_alloc(a->p);
+	for (size_t i = 0; i < a->n; i++)
+		lfp_pool_free(a->p, a->blocks[i]);
+	lfpi_cache_abandon(a->p); /* "dies": slot stays claimed, nothing drained */
+	return NULL;
+}
+
+Test(recovery, reclaim_a_dead_threads_slot)
+{
+	lfp_pool_t *p = make(cfg(64, 4096));
+	void **blocks = calloc(40, sizeof *blocks);
+	struct flush_arg a = { p, blocks, 40, false, NULL };
+	pthread_t t;
+	pthread_create(&t, NULL, fill_and_die, &a);
+	pthread_join(t, NULL);
+	/* its blocks are still accounted (cached, in its slot) */
+	assert_valid(p, 4096);
+	uint32_t dead = UINT32_MAX;
+	for (uint32_t s = 0; s < p->cache_slots; s++)
+		if (lfp_load64_relaxed(&lfpi_slot_at(p, s)->owner) != 0)
+			dead = s;
+	cr_assert_neq(dead, UINT32_MAX, "the dead thread's slot is claimed");
+	cr_assert_eq(lfpi_cache_reclaim_slot(p, dead), 0);
+	cr_assert_eq(lfpi_cache_reclaim_slot(p, dead), -EINVAL, "now free");
+	cr_assert_eq(lfpi_cache_reclaim_slot(p, p->cache_slots), -EINVAL);
+	cr_assert_eq(lfp_load64_relaxed(&lfpi_slot_at(p, dead)->owner), 0);
+	assert_valid(p, 4096);
+	cycle_all(p, 4096);
+	free(blocks);
+	lfp_pool_destroy(p);
+}
+
+Test(recovery, sweep_returns_a_block_caught_between_mark_and_count)
+{
+	lfp_pool_t *p = make(cfg(64, 2048));
+	void *b = lfp_pool_alloc(p);
+	int64_t i = lfp_pool_index(p, b);
+	/* Plant the crash window of a free: the state word says cached, but the
+	 * block never reached a magazine's count. */
+	lfp_store32_relaxed(&lfpi_next(p)[i], LFPI_CACHED);
+	lfp_pool_report_t r;
+	cr_assert_eq(lfp_pool_validate(p, &r), -EUCLEAN, "validate must see the orphan");
+	cr_assert_eq(lfpi_cache_sweep(p), 1);
+	assert_valid(p, 2048);
+	cycle_all(p, 2048);
+	lfp_pool_destroy(p);
+}
+
+/* ======================================================================== */
+TestSuite(validate);
+
+Test(validate, catches_a_magazine_entry_held_twice_or_lost)
+{
+	lfp_pool_t *p = make(cfg(64, 2048));
+	void *a = lfp_pool_alloc(p), *b = lfp_pool_alloc(p);
+	cr_assert_eq(lfp_pool_free(p, a), 0);
+	cr_assert_eq(lfp_pool_free(p, b), 0);
+	assert_valid(p, 2048);
+	/* find this thread's loaded magazine: the one holding b's index */
+	uint32_t bi = (uint32_t)lfp_pool_index(p, b), hit = UINT32_MAX;
+	for (uint32_t m = 0; m < p->n_mags && hit == UINT32_MAX; m++) {
+		struct lfpi_mag *g = lfpi_mag_at(p, m);
+		uint32_t n = lfp_load32_relaxed(&g->count);
+		if (n >= 2 && g->ent[n - 1] == bi)
+			hit = m;
+	}
+	cr_assert_neq(hit, UINT32_MAX);
+	struct lfpi_mag *g = lfpi_mag_at(p, hit);
+	uint32_t n = lfp_load32_relaxed(&g->count), saved = g->ent[n - 2];
+	g->ent[n - 2] = bi; /* b twice, a lost */
+	lfp_pool_report_t r;
+	int vrc = lfp_pool_validate(p, &r);
+	cr_assert_eq(vrc, -EUCLEAN, "rc %d %s", vrc, r.error ? r.error : "-");
+	g->ent[n - 2] = saved;
+	lfp_store32_relaxed(&g->count, n + 1); /* an entry beyond the real ones */
+	cr_assert_eq(lfp_pool_validate(p, &r), -EUCLEAN);
+	lfp_store32_relaxed(&g->count, n);
+	assert_valid(p, 2048);
+	lfp_pool_destroy(p);
+}
