@@ -142,7 +142,7 @@ typedef struct lfp_pool_report {
 
 /**
  * Bytes of region a pool with this config needs (header, link array, blocks).
- * @return the size, or 0 with errno EINVAL (bad config) or EOVERFLOW (the
+ * @return the size, or 0 with errno EINVAL (bad config, unknown flag bits) or EOVERFLOW (the
  *         size does not fit in size_t).
  * Concurrency: pure. Progress: wait-free.
  */

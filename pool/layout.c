@@ -75,6 +75,10 @@ int lfpi_layout(const lfp_pool_config_t *cfg, struct lfpi_layout *lay)
 	if (cfg == NULL || cfg->block_size == 0 || cfg->block_count == 0 ||
 	    cfg->block_count > LFP_POOL_MAX_BLOCKS)
 		return -EINVAL;
+	/* Unknown flag bits are refused, not ignored: a flag from a newer
+	 * header must not silently do nothing. */
+	if (cfg->flags & ~(unsigned)(LFP_POOL_CHECKED | LFP_POOL_STATS | LFP_POOL_NO_CACHE))
+		return -EINVAL;
 	align = cfg->block_align ? cfg->block_align : DEFAULT_ALIGN;
 	if (!is_pow2(align))
 		return -EINVAL;

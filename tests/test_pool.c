@@ -1181,3 +1181,14 @@ Test(model, random_sequence_matches_a_model)
 	expect_valid(p, N, 0);
 	cr_assert_eq(lfp_pool_destroy(p), 0);
 }
+
+Test(region_size, unknown_flag_bits_are_einval)
+{
+	lfp_pool_config_t cfg = { .block_size = 32, .block_count = 8, .flags = 1u << 20 };
+	errno = 0;
+	cr_assert_eq(lfp_pool_region_size(&cfg), 0);
+	cr_assert_eq(errno, EINVAL);
+	errno = 0;
+	cr_assert_null(lfp_pool_create(&cfg));
+	cr_assert_eq(errno, EINVAL);
+}
