@@ -276,13 +276,19 @@ LFP_API int lfp_pool_free_bulk(lfp_pool_t *pool, void *const *ptrs, size_t n);
  * ========================================================================== */
 
 /**
- * ABI (version 1; docs/caches.md): the fields the inline fast path reads
+ * ABI (version 2; docs/caches.md): the fields the inline fast path reads
  * and writes. Applications must not touch them; they are here only so that
  * lfp_cache_alloc/_free can be inlined. The magazine's entries, its count
  * and the marks array live in the pool region; everything else in this
  * struct is private to the calling thread.
+ * Version 2 (was 1: shift/mask/span, power-of-two strides only): any stride.
+ * A block's index is found without a division: with stride = odd << shift
+ * and inv the inverse of odd modulo 2^64, off is i * stride for some
+ * i < nblocks exactly when rotr64(off * inv, shift) < nblocks, and that
+ * value is i (the divisibility test of Granlund and Montgomery; nblocks *
+ * stride < 2^64 keeps every non-multiple above nblocks).
  */
-#define LFP_CACHE_ABI_VERSION 1
+#define LFP_CACHE_ABI_VERSION 2
 /** State word of a block sitting in a magazine (ABI). */
 #define LFP_CACHE_MARK_CACHED 0xFFFFFFFBu
 typedef struct lfp_cache {
@@ -292,9 +298,10 @@ typedef struct lfp_cache {
 	uint32_t *count;     /**< the magazine's count word in the region */
 	uint32_t *marks;     /**< the pool's per-block state words */
 	char *blocks;        /**< block 0, in this process */
-	uint64_t span;       /**< bytes of blocks the fast path accepts */
-	uint64_t mask;       /**< stride - 1 */
-	uint32_t shift;      /**< log2(stride) */
+	uint64_t stride;     /**< bytes from one block to the next */
+	uint64_t inv;        /**< inverse of (stride >> shift) modulo 2^64 */
+	uint64_t nblocks;    /**< blocks the inline free accepts (0: none) */
+	uint32_t shift;      /**< trailing zero bits of stride */
 	uint32_t mark_alloc; /**< state word of an allocated block */
 } lfp_cache_t;
 
@@ -355,7 +362,7 @@ static inline void *lfp_cache_alloc(lfp_cache_t *cache)
 		cache->top = t;
 		__atomic_store_n(cache->count, (uint32_t)(t - cache->base), __ATOMIC_RELAXED); /* K1 */
 		__atomic_store_n(&cache->marks[i], cache->mark_alloc, __ATOMIC_RELAXED); /* K2 */
-		return cache->blocks + ((size_t)i << cache->shift);
+		return cache->blocks + (size_t)i * cache->stride;
 	}
 #endif
 	return lfp_cache_alloc_slow(cache);
@@ -375,10 +382,11 @@ static inline void *lfp_cache_alloc(lfp_cache_t *cache)
 static inline int lfp_cache_free(lfp_cache_t *cache, void *ptr)
 {
 #ifdef LFP_CACHE_LIKELY
-	uintptr_t off = (uintptr_t)ptr - (uintptr_t)cache->blocks;
+	uint64_t q = (uint64_t)((uintptr_t)ptr - (uintptr_t)cache->blocks) * cache->inv;
 	uint32_t *t = cache->top;
-	if (LFP_CACHE_LIKELY(off < cache->span && (off & cache->mask) == 0 && t != cache->end)) {
-		uint32_t i = (uint32_t)(off >> cache->shift);
+	q = q >> cache->shift | q << ((64u - cache->shift) & 63u); /* the block index, if any */
+	if (LFP_CACHE_LIKELY(q < cache->nblocks && t != cache->end)) {
+		uint32_t i = (uint32_t)q;
 		uint32_t *m = &cache->marks[i];
 		if (LFP_CACHE_LIKELY(__atomic_load_n(m, __ATOMIC_RELAXED) == cache->mark_alloc)) { /* K2 */
 			__atomic_store_n(m, LFP_CACHE_MARK_CACHED, __ATOMIC_RELAXED); /* K2 */

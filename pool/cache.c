@@ -485,14 +485,20 @@ static void tc_swap(struct lfpi_tc *c)
 static void tc_setup(struct lfpi_tc *c)
 {
 	lfp_pool_t *p = c->pool;
-	c->inline_ok = c->slot != NULL && p->stride_shift != 0xFF &&
-		       !(p->flags & (LFP_POOL_STATS | LFP_POOL_CHECKED));
+	/* ABI 2: stride = odd << shift; inv = odd^-1 mod 2^64 by Newton's
+	 * iteration (3 correct bits from odd itself, doubled five times). */
+	uint32_t shift = (uint32_t)__builtin_ctzll(p->stride);
+	uint64_t odd = p->stride >> shift, inv = odd;
+	for (int k = 0; k < 5; k++)
+		inv *= 2 - odd * inv;
+	c->inline_ok = c->slot != NULL && !(p->flags & (LFP_POOL_STATS | LFP_POOL_CHECKED));
 	c->pub.marks = (uint32_t *)(uintptr_t)lfpi_next(p);
 	c->pub.blocks = lfpi_blocks(p);
 	c->pub.mark_alloc = LFPI_ALLOC;
-	c->pub.shift = p->stride_shift == 0xFF ? 0 : p->stride_shift;
-	c->pub.mask = p->stride - 1;
-	c->pub.span = c->inline_ok ? p->stride * p->count : 0;
+	c->pub.stride = p->stride;
+	c->pub.shift = shift;
+	c->pub.inv = inv;
+	c->pub.nblocks = c->inline_ok ? p->count : 0;
 	c->dummy = 0;
 	if (!c->inline_ok) {
 		/* top == base == end: every inline call takes the slow path. */

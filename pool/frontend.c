@@ -10,9 +10,12 @@
  * retired pool's memory serves mid-size requests next, and the first small
  * pools of many classes share pages (small programs stay small).
  *
- * Finding the owner of a pointer. free(p) searches the pool directory: a
- * sorted array of {lo, hi, kind, object} covering every pool region and
- * every huge mapping. A pointer in no entry but inside the fallback heap's
+ * Finding the owner of a pointer. free(p) first reads the page map: one
+ * word per 4 KiB page of the fallback heap, `pool | class` for every page
+ * wholly inside a pool's region (all pages of a big pool). Otherwise it
+ * searches the directory: a sorted array of {lo, hi, kind, class, object}
+ * covering every small pool region (their edge pages are shared) and every
+ * huge mapping. A pointer in neither but inside the fallback heap's
  * reservation is a fallback-heap block; anything else is foreign. The
  * directory, and each class's array of pools, are immutable once published:
  * writers (under dir_lock / the class's grow_lock) copy, modify, publish the
@@ -45,6 +48,14 @@
  *   F4  acquire load of the directory (free, realloc, usable_size).
  *   F5  acquire load of the default heap pointer; pairs with F6.
  *   F6  release store of the default heap pointer after creation.
+ *   F7  relaxed store / load of the heap's retirement generation: stored
+ *       before the first grace period of a retirement, loaded inside read
+ *       sections; the grace period orders it (struct fe_tls says how).
+ *   P1  release store of a page-map word; pairs with P2 (free's load).
+ *
+ * The per-thread state (struct fe_tls) keeps each class's cache handle, so
+ * the fast paths are a table lookup plus the inline lfp_cache_alloc / _free
+ * of include/lfpool.h, with no errno traffic.
  *   Relaxed: the allocation hint and the statistics counters (hints and
  *   counts order nothing).
  * The RCU grace periods (synchronize_rcu / call_rcu) order every reader's
@@ -52,9 +63,11 @@
  * see inside liburcu, so builds under it add __tsan_release at read_unlock
  * and __tsan_acquire after each grace period (lfpi_rcu_*).
  *
- * Invariants: directory entries are sorted and disjoint; every pool in a
- * class array is in the directory; a pool leaves the directory only after
- * it left its class array and a grace period passed.
+ * Invariants: directory entries are sorted and disjoint; every small pool
+ * in a class array is in the directory, every page wholly inside a pool is
+ * in the page map with the pool's class; a pool leaves the directory and the
+ * page map only after it left its class array, the heap's gen changed and a
+ * grace period passed.
  */
 #include "heap_internal.h"
 
@@ -81,6 +94,13 @@ static char lfpi_rcu_tsan_sync;
 #endif
 
 _Static_assert(sizeof(uintptr_t) == sizeof(uint64_t), "pointers are stored in 64-bit atomics");
+
+/* Slow paths stay out of line, so the fast paths need no stack frame. */
+#if defined(__GNUC__) || defined(__clang__)
+#define FE_NOINLINE __attribute__((noinline))
+#else
+#define FE_NOINLINE
+#endif
 
 /* ---- RCU helpers ----------------------------------------------------------- */
 
@@ -162,10 +182,21 @@ struct cls {
 
 #define LFPI_HEAP_MAGIC UINT64_C(0x4c46504845415031) /* "LFPHEAP1" */
 
-/* Pools with regions of at least one granule are "big": their regions are
- * granule-aligned and whole granules, and the page map finds them in O(1). */
+/* The page map has one word per PM_PAGE of the fallback heap: for every
+ * page that lies wholly inside one pool's region, that pool's address with
+ * the class index in its low bits (pool regions are 64-byte aligned and
+ * classes < LFP_HEAP_MAX_CLASSES <= 64), else 0. Pools with regions of at
+ * least one granule ("big") are granule-aligned and whole granules, so all
+ * their pages are mapped; smaller pools are packed (the first pools of many
+ * classes share pages) and are also listed in the directory, which finds
+ * the pointers of their partial pages. PM_PAGE is the map's own unit,
+ * independent of the system page size. */
 #define GRAN_SHIFT 16
 #define GRAN ((size_t)1 << GRAN_SHIFT)
+#define PM_SHIFT 12
+#define PM_PAGE ((size_t)1 << PM_SHIFT)
+#define PM_CLASS_MASK ((uintptr_t)LFP_REGION_ALIGN - 1)
+_Static_assert(LFP_HEAP_MAX_CLASSES <= LFP_REGION_ALIGN, "class index fits below the alignment");
 #define GC_BATCH 32u
 #define AUTO_TRIM_EVERY 64u /* pool additions between automatic trims */
 
@@ -180,10 +211,14 @@ struct lfp_heap {
 	lfp_flheap_t *meta;        /* this struct, directories, pool arrays */
 	uintptr_t fh_base;         /* fh's region; immutable */
 	size_t fh_len;
-	lfp_atomic_u64 *pagemap;   /* granule of fh -> big pool (P1/P2) */
+	lfp_atomic_u64 *pagemap;   /* PM_PAGE of fh -> pool | class (P1/P2) */
 	size_t pagemap_bytes;      /* immutable */
+	uintptr_t pm_hi;           /* end of the highest page ever mapped (dir_lock) */
 	uint8_t *class_of;         /* (n + 7) / 8 -> class, n <= max_class */
 	lfp_atomic_u64 dir;        /* struct dir * (F3/F4) */
+	lfp_atomic_u64 gen;        /* retirement generation (F7): changes before
+				    * the first grace period of every retirement;
+				    * values are unique across heaps */
 	pthread_mutex_t dir_lock;  /* writers of dir */
 	pthread_mutex_t trim_lock; /* one trim at a time */
 	pthread_mutex_t gc_lock;   /* garbage, ngarbage */
@@ -317,21 +352,84 @@ static int dir_update(lfp_heap_t *h, const struct dir_entry *e, bool add)
 
 /* ---- the page map of big pools ------------------------------------------------ */
 
-static inline lfp_atomic_u64 *gran_slot(const lfp_heap_t *h, uintptr_t p)
+static inline lfp_atomic_u64 *pm_slot(const lfp_heap_t *h, uintptr_t p)
 {
-	/* Granules are counted from the aligned address below fh's start. */
-	return &h->pagemap[(p - (h->fh_base & ~(uintptr_t)(GRAN - 1))) >> GRAN_SHIFT];
+	/* Pages are counted from the aligned address below fh's start. */
+	return &h->pagemap[(p - (h->fh_base & ~(uintptr_t)(PM_PAGE - 1))) >> PM_SHIFT];
 }
 
-/* Map (pool != NULL) or unmap the granules of a big pool's region. */
-static void pagemap_set(lfp_heap_t *h, uintptr_t lo, uintptr_t hi, lfp_pool_t *pool)
+/* Map (pool != NULL) or unmap the pages of a pool's region. */
+static void pagemap_set(lfp_heap_t *h, uintptr_t lo, uintptr_t hi, lfp_pool_t *pool, uint32_t ci)
 {
-	for (uintptr_t a = lo; a < hi; a += GRAN) {
+	uint64_t word = pool ? (uint64_t)(uintptr_t)pool | ci : 0;
+	/* Only the pages wholly inside [lo, hi). */
+	lo = (lo + PM_PAGE - 1) & ~(uintptr_t)(PM_PAGE - 1);
+	hi &= ~(uintptr_t)(PM_PAGE - 1);
+	for (uintptr_t a = lo; a < hi; a += PM_PAGE) {
 		if (pool)
-			ptr_store_release(gran_slot(h, a), pool); /* P1: pairs with P2 */
+			lfp_store64_release(pm_slot(h, a), word); /* P1: pairs with P2 */
 		else
-			lfp_store64_relaxed(gran_slot(h, a), 0); /* relaxed: a grace period
-								  * follows before reuse */
+			lfp_store64_relaxed(pm_slot(h, a), 0); /* relaxed: a grace period
+								* follows before reuse */
+	}
+}
+
+/*
+ * The word of page pa (PM_PAGE-aligned) that a small pool's region covers
+ * only partly: of the small pools of directory d that overlap the page, the
+ * one with the largest overlap (the lower on a tie), else 0. Big pools cover
+ * whole pages, so only small pools (all in the directory) meet here. Such a
+ * page may also hold another pool's blocks or fallback-heap blocks: the word
+ * is a hint. owner_of() believes it only for pointers in the named pool's
+ * region, and free's fast path falls back to owner_of() when the named pool
+ * refuses the pointer.
+ */
+static uint64_t edge_word(const struct dir *d, uintptr_t pa)
+{
+	uint64_t word = 0;
+	uintptr_t best = 0;
+	const struct dir_entry *e = d && d->n ? d->e : NULL;
+	if (e == NULL || e[0].lo >= pa + PM_PAGE)
+		return 0;
+	uint32_t lo = 0, hi = d->n; /* the last entry with lo < pa + PM_PAGE */
+	while (hi - lo > 1) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (e[mid].lo < pa + PM_PAGE)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	for (uint32_t j = lo + 1; j-- > 0 && e[j].hi > pa;) {
+		if (e[j].kind != DIR_POOL)
+			continue;
+		uintptr_t l = e[j].lo > pa ? e[j].lo : pa;
+		uintptr_t r = e[j].hi < pa + PM_PAGE ? e[j].hi : pa + PM_PAGE;
+		if (r - l >= best) { /* >=: walking down, the lower wins a tie */
+			best = r - l;
+			word = (uint64_t)(uintptr_t)e[j].obj | e[j].cls;
+		}
+	}
+	return word;
+}
+
+/* Recompute the words of the partly covered pages at the ends of [lo, hi)
+ * from the current directory. Caller holds dir_lock. */
+static void pagemap_edges(lfp_heap_t *h, uintptr_t lo, uintptr_t hi)
+{
+	const struct dir *d = ptr_load_acquire(&h->dir); /* F4 (under dir_lock) */
+	uintptr_t first = lo & ~(uintptr_t)(PM_PAGE - 1), last = (hi - 1) & ~(uintptr_t)(PM_PAGE - 1);
+	for (uintptr_t pa = first;; pa = last) {
+		bool partial = pa < lo || pa + PM_PAGE > hi;
+		if (partial) {
+			uint64_t w = edge_word(d, pa);
+			if (w)
+				lfp_store64_release(pm_slot(h, pa), w); /* P1: pairs with P2 */
+			else
+				lfp_store64_relaxed(pm_slot(h, pa), 0); /* relaxed: a hint; owner_of
+									 * falls back to the directory */
+		}
+		if (pa == last)
+			break;
 	}
 }
 
@@ -433,29 +531,35 @@ static int poolset_update(lfp_heap_t *h, struct cls *c, lfp_pool_t *add, lfp_poo
 	return 0;
 }
 
-/* Make p findable by free(): the page map for a big pool, the directory
- * for a small one. Caller holds dir_lock. */
+/* Make p findable by free(): its whole pages in the page map, and a small
+ * pool in the directory too. Caller holds dir_lock. */
 static int pool_publish(lfp_heap_t *h, lfp_pool_t *pool, uint32_t ci, size_t rsize)
 {
 	uintptr_t lo = (uintptr_t)pool;
-	if (rsize >= GRAN) {
-		pagemap_set(h, lo, lo + rsize, pool);
-		return 0;
+	if (rsize < GRAN) {
+		struct dir_entry e = { lo, lo + rsize, DIR_POOL, ci, pool };
+		int rc = dir_update(h, &e, true);
+		if (rc != 0)
+			return rc;
 	}
-	struct dir_entry e = { lo, lo + rsize, DIR_POOL, ci, pool };
-	return dir_update(h, &e, true);
+	pagemap_set(h, lo, lo + rsize, pool, ci);
+	if (rsize < GRAN)
+		pagemap_edges(h, lo, lo + rsize);
+	if (lo + rsize > h->pm_hi)
+		h->pm_hi = lo + rsize;
+	return 0;
 }
 
 static void pool_unpublish(lfp_heap_t *h, lfp_pool_t *pool, size_t rsize)
 {
 	uintptr_t lo = (uintptr_t)pool;
-	if (rsize >= GRAN) {
-		pagemap_set(h, lo, lo + rsize, NULL);
-		return;
+	pagemap_set(h, lo, lo + rsize, NULL, 0);
+	if (rsize < GRAN) {
+		struct dir_entry e = { .lo = lo };
+		while (dir_update(h, &e, false) != 0)
+			; /* the metadata heap is out of memory: retry (rare) */
+		pagemap_edges(h, lo, lo + rsize);
 	}
-	struct dir_entry e = { .lo = lo };
-	while (dir_update(h, &e, false) != 0)
-		; /* the metadata heap is out of memory: retry (rare) */
 }
 
 /* Bytes of p's region (what pool_config gave it). */
@@ -555,24 +659,145 @@ static void *class_alloc_slow(lfp_heap_t *h, uint32_t ci)
 	return p;
 }
 
-static inline void *class_alloc(lfp_heap_t *h, uint32_t ci)
+/*
+ * The thread's front-end state: per class, the cache handle (pool/cache.c)
+ * of the pool this thread allocates from, so a class allocation is one table
+ * lookup and the inline lfp_cache_alloc, and a free into that pool is the
+ * inline lfp_cache_free. Valid while fe.gen equals the heap's gen (F7): gen
+ * changes before the first grace period of any retirement, so inside a read
+ * section a handle whose gen still matches names a pool that is not being
+ * retired (the retirement's grace period waits for this section; a section
+ * that begins later sees the new gen). A handle is the thread's entry in
+ * the pool cache's table, which that table may evict or reuse for another
+ * pool; its `blocks` field names the pool it serves now, so a handle is used
+ * only while c->blocks equals the blocks address saved with it (two live
+ * pools never share it, and a retired pool's successor at the same address
+ * comes with a new gen). Owner thread only; plain.
+ */
+#define FE_ALT 4u /* per class: handles of other pools, for frees (power of 2) */
+struct fe_alt {
+	lfp_cache_t *cache;  /* NULL: none */
+	const char *blocks;  /* cache->blocks when saved */
+};
+struct fe_tls {
+	uint64_t gen;                               /* 0: nothing cached */
+	lfp_cache_t *cache[LFP_HEAP_MAX_CLASSES];   /* NULL: none */
+	const char *blocks[LFP_HEAP_MAX_CLASSES];   /* cache[ci]->blocks when saved */
+	lfp_pool_t *nocache[LFP_HEAP_MAX_CLASSES];  /* else: the class's pool without a
+						     * cache that served last (valid
+						     * while gen matches) */
+	/* Frees into the class's other pools (blocks allocated before the
+	 * class's handle moved on, or by other threads): a direct-mapped
+	 * table by pool address, validated like the handles above. */
+	struct fe_alt alt[LFP_HEAP_MAX_CLASSES][FE_ALT];
+};
+static _Thread_local struct fe_tls fe;
+
+/* Unique gen values (across heaps, so one thread's state never matches a
+ * different heap): K10-like counter, relaxed, only uniqueness matters. */
+static lfp_atomic_u64 gen_counter;
+
+static uint64_t gen_next(void)
+{
+	return lfp_fetch_add64_relaxed(&gen_counter, 1) + 1; /* relaxed: a unique number */
+}
+
+static inline uint64_t gen_load(const lfp_heap_t *h)
+{
+	/* F7 relaxed: read inside a read section; the store precedes a grace
+	 * period, which orders it for every section that could still use an
+	 * old handle (see struct fe_tls). */
+	return lfp_load64_relaxed(&h->gen);
+}
+
+/* p is a block start of the pool c serves, and c has an inline path (the
+ * index test of lfp_cache_free, include/lfpool.h ABI 2). */
+static inline bool fe_owns(const lfp_cache_t *c, const void *p)
+{
+	uint64_t q = (uint64_t)((uintptr_t)p - (uintptr_t)c->blocks) * c->inv;
+	q = q >> c->shift | q << ((64u - c->shift) & 63u);
+	return q < c->nblocks;
+}
+
+/* A valid handle of this thread for class ci of h, or NULL. In a read section. */
+static inline lfp_cache_t *fe_handle(const lfp_heap_t *h, uint32_t ci)
+{
+	if (lfpi_unlikely(fe.gen != gen_load(h)))
+		return NULL;
+	lfp_cache_t *c = fe.cache[ci];
+	return c != NULL && c->blocks == fe.blocks[ci] ? c : NULL;
+}
+
+/*
+ * Every miss of the inline path: the thread's handle is empty, stale or of
+ * a non-inline pool (no cache slot, non power-of-two block, checked or
+ * stats mode). Refill through the handle, else switch the class's handle
+ * to the pool that serves, else grow. errno is kept unless all fail.
+ */
+static FE_NOINLINE void *class_alloc_refill(lfp_heap_t *h, uint32_t ci)
 {
 	struct cls *c = &h->cls[ci];
-	rcu_lock();
-	const struct poolset *s = ptr_load_acquire(&c->pools); /* F2: pairs with F1 */
+	int saved = errno;
 	void *p = NULL;
+	rcu_lock();
+	uint64_t g = gen_load(h);
+	if (fe.gen != g) {
+		memset(&fe, 0, sizeof fe);
+		fe.gen = g;
+	}
+	const struct poolset *s = ptr_load_acquire(&c->pools); /* F2: pairs with F1 */
 	if (lfpi_likely(s != NULL)) {
+		lfp_cache_t *hc = fe_handle(h, ci);
+		if (hc != NULL)
+			p = lfp_cache_alloc(hc);
+		else if (fe.gen == g && fe.nocache[ci] != NULL)
+			p = lfpi_pool_alloc_uncached(fe.nocache[ci]);
+		uint32_t n = s->n;
 		uint32_t i = lfp_load32_relaxed(&c->hint); /* relaxed: a hint */
-		int saved = errno;
-		p = lfp_pool_alloc(s->pool[i < s->n ? i : s->n - 1]);
-		if (lfpi_unlikely(p == NULL)) {
-			errno = saved;
-			p = class_try(c, s);
+		if (i >= n)
+			i = n - 1;
+		for (uint32_t k = 0; p == NULL && k < n; k++) {
+			lfp_pool_t *pool = s->pool[i];
+			/* A pool without a cache needs no handle (its alloc is a
+			 * pop off its free stack either way). */
+			lfp_cache_t *nc = pool->cache_slots ? lfpi_cache_lookup(pool) : NULL;
+			p = nc ? lfp_cache_alloc(nc)
+			       : pool->cache_slots ? lfp_pool_alloc(pool) : lfpi_pool_alloc_uncached(pool);
+			if (p != NULL) {
+				fe.cache[ci] = nc;
+				fe.blocks[ci] = nc ? nc->blocks : NULL;
+				fe.nocache[ci] = pool->cache_slots ? NULL : pool;
+				if (k != 0)
+					lfp_store32_relaxed(&c->hint, i); /* relaxed: a hint */
+			}
+			i = i == 0 ? n - 1 : i - 1; /* newest (largest) pools first */
 		}
 	}
 	rcu_unlock();
+	errno = saved;
 	if (lfpi_unlikely(p == NULL))
 		p = class_alloc_slow(h, ci);
+	return p;
+}
+
+static inline void *class_alloc(lfp_heap_t *h, uint32_t ci)
+{
+	void *p = NULL;
+	rcu_lock();
+	lfp_cache_t *c = fe_handle(h, ci);
+	/* A hit of the inline path never touches errno. */
+	if (lfpi_likely(c != NULL && c->top != c->base)) {
+		p = lfp_cache_alloc(c);
+	} else if (c == NULL && fe.gen == gen_load(h) && fe.nocache[ci] != NULL) {
+		/* The class's current pool has no cache: pop its free stack. */
+		int saved = errno;
+		p = lfpi_pool_alloc_uncached(fe.nocache[ci]);
+		if (p == NULL)
+			errno = saved;
+	}
+	rcu_unlock();
+	if (lfpi_unlikely(p == NULL))
+		p = class_alloc_refill(h, ci);
 	return p;
 }
 
@@ -690,6 +915,7 @@ static void *huge_resize(lfp_heap_t *h, void *p, size_t n)
 
 struct owner {
 	uint32_t kind; /* OWN_FALLBACK, DIR_POOL, DIR_HUGE or OWN_FOREIGN */
+	uint32_t cls;  /* DIR_POOL: class index */
 	uintptr_t hi;  /* DIR_HUGE: end of the mapping */
 	void *obj;     /* DIR_POOL: the pool; DIR_HUGE: the user pointer */
 };
@@ -701,15 +927,21 @@ static inline struct owner owner_of(const lfp_heap_t *h, const void *p)
 	uintptr_t a = (uintptr_t)p;
 	bool in_fh = a - h->fh_base < h->fh_len;
 	if (lfpi_likely(in_fh)) {
-		lfp_pool_t *pool = ptr_load_acquire(gran_slot(h, a)); /* P2: pairs with P1 */
-		if (lfpi_likely(pool != NULL))
-			return (struct owner){ DIR_POOL, 0, pool };
+		uint64_t w = lfp_load64_acquire(pm_slot(h, a)); /* P2: pairs with P1 */
+		const lfp_pool_t *pool = (const lfp_pool_t *)(uintptr_t)(w & ~(uint64_t)PM_CLASS_MASK);
+		/* A big pool owns its whole granules; a small pool's word on a
+		 * partly covered page only its own region (the rest of the page
+		 * is another owner's: the directory says whose). */
+		if (lfpi_likely(w != 0) &&
+		    (pool->region_size >= GRAN || a - (uintptr_t)pool < pool->region_size))
+			return (struct owner){ DIR_POOL, (uint32_t)(w & PM_CLASS_MASK), 0,
+					       (void *)(uintptr_t)pool };
 	}
 	const struct dir *d = ptr_load_acquire(&h->dir); /* F4: pairs with F3 */
 	const struct dir_entry *e = d ? dir_find(d, a) : NULL;
 	if (e != NULL)
-		return (struct owner){ e->kind, e->hi, e->obj };
-	return (struct owner){ in_fh ? OWN_FALLBACK : OWN_FOREIGN, 0, NULL };
+		return (struct owner){ e->kind, e->cls, e->hi, e->obj };
+	return (struct owner){ in_fh ? OWN_FALLBACK : OWN_FOREIGN, 0, 0, NULL };
 }
 
 /* ---- public: create / destroy ---------------------------------------------------- */
@@ -796,7 +1028,7 @@ lfp_heap_t *lfp_heap_create(const lfp_heap_config_t *cfg)
 	lfpi_flheap_range(h->fh, &h->fh_base, &h->fh_len);
 	/* One word per granule of the fallback heap: address space only,
 	 * touched where big pools live. */
-	h->pagemap_bytes = ((h->fh_len >> GRAN_SHIFT) + 2) * sizeof(lfp_atomic_u64);
+	h->pagemap_bytes = ((h->fh_len >> PM_SHIFT) + 2) * sizeof(lfp_atomic_u64);
 	h->pagemap_bytes = (h->pagemap_bytes + page_size() - 1) & ~(page_size() - 1);
 	void *pm = mmap(NULL, h->pagemap_bytes, PROT_READ | PROT_WRITE,
 			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -818,6 +1050,7 @@ lfp_heap_t *lfp_heap_create(const lfp_heap_config_t *cfg)
 		pthread_mutex_init(&c->grow_lock, NULL);
 	}
 	lfp_init64(&h->dir, 0);
+	lfp_init64(&h->gen, gen_next());
 	lfp_init64(&h->pools_added, 0);
 	lfp_init64(&h->pools_retired, 0);
 	lfp_init64(&h->grows_since_trim, 0);
@@ -861,26 +1094,114 @@ int lfp_heap_destroy(lfp_heap_t *h)
 
 /* ---- public: allocation ------------------------------------------------------------ */
 
-void *lfp_heap_malloc(lfp_heap_t *h, size_t n)
+static FE_NOINLINE void *malloc_big(lfp_heap_t *h, size_t n)
 {
-	if (lfpi_unlikely(!heap_live(h))) {
-		errno = EINVAL;
-		return NULL;
-	}
-	if (lfpi_likely(n <= h->max_class))
-		return class_alloc(h, class_index(h, n ? n : 1));
 	if (n < h->huge_threshold)
 		return lfp_flheap_malloc(h->fh, n);
 	return huge_alloc(h, n, 0);
 }
 
+static FE_NOINLINE void *malloc_bad_heap(void)
+{
+	errno = EINVAL;
+	return NULL;
+}
+
+static inline void *heap_malloc(lfp_heap_t *h, size_t n)
+{
+	if (lfpi_unlikely(!heap_live(h)))
+		return malloc_bad_heap();
+	if (lfpi_likely(n <= h->max_class))
+		return class_alloc(h, class_index(h, n ? n : 1));
+	return malloc_big(h, n);
+}
+
+void *lfp_heap_malloc(lfp_heap_t *h, size_t n)
+{
+	return heap_malloc(h, n);
+}
+
+static FE_NOINLINE int free_slow(lfp_heap_t *h, void *p);
+
+/* A block of pool `pool` of class ci that the class's handle does not
+ * serve: through this thread's handle of that pool (kept in fe.alt), else
+ * the pool's own free. Inside the caller's read section. */
+static FE_NOINLINE int free_other_pool(const lfp_heap_t *h, uint32_t ci, lfp_pool_t *pool, void *p)
+{
+	/* A page-map hint on a shared page: p may be a neighbour's (-EINVAL
+	 * sends the caller to the directory). */
+	if (lfpi_unlikely((uintptr_t)p - (uintptr_t)pool >= pool->region_size && pool->region_size < GRAN))
+		return -EINVAL;
+	if (pool->cache_slots == 0) /* no cache: straight to its free stack */
+		return lfpi_pool_free_uncached(pool, p);
+	if (lfpi_unlikely(fe.gen != gen_load(h)))
+		return lfp_pool_free(pool, p);
+	struct fe_alt *a = &fe.alt[ci][((uint64_t)(uintptr_t)pool >> 6) * UINT64_C(0x9E3779B97F4A7C15) >>
+				      (64 - 2)];
+	_Static_assert(FE_ALT == 4u, "the hash above picks one of 4");
+	lfp_cache_t *c = a->cache;
+	if (c == NULL || c->blocks != a->blocks || !fe_owns(c, p)) {
+		c = lfpi_cache_lookup(pool);
+		if (c == NULL)
+			return lfp_pool_free(pool, p);
+		a->cache = c;
+		a->blocks = c->blocks;
+		if (!fe_owns(c, p))
+			return lfp_pool_free(pool, p); /* no inline path, or not a block */
+	}
+	return lfp_cache_free(c, p);
+}
+
+/* The inline part of free: a block of the pool this thread's class handle
+ * serves. 1 if it was not one (nothing done), else 0 or as lfp_cache_free. */
+static inline int free_fast(lfp_heap_t *h, void *p)
+{
+	uintptr_t a = (uintptr_t)p;
+	int rc = 1;
+	if (lfpi_likely(a - h->fh_base < h->fh_len)) {
+		rcu_lock();
+		uint64_t w = lfp_load64_acquire(pm_slot(h, a)); /* P2: pairs with P1 */
+		/* Through this thread's handle of the block's class when p is a
+		 * block of its pool (which also proves the handle serves that
+		 * pool now; never for a handle without an inline path). */
+		if (lfpi_likely(w != 0)) {
+			uint32_t ci = (uint32_t)(w & PM_CLASS_MASK);
+			lfp_cache_t *c = fe_handle(h, ci);
+			if (lfpi_likely(c != NULL && fe_owns(c, p)))
+				rc = lfp_cache_free(c, p);
+			else
+				rc = free_other_pool(h, ci,
+						     (lfp_pool_t *)(uintptr_t)(w & ~(uint64_t)PM_CLASS_MASK), p);
+			/* Refused: maybe a fallback-heap block on a page a small
+			 * pool partly covers; the slow path asks the directory. */
+			if (lfpi_unlikely(rc == -EINVAL))
+				rc = 1;
+		}
+		rcu_unlock();
+	}
+	return rc;
+}
+
 static int free_in(lfp_heap_t *h, void *p)
 {
+	int rc = free_fast(h, p);
+	return lfpi_likely(rc != 1) ? rc : free_slow(h, p);
+}
+
+static int free_slow(lfp_heap_t *h, void *p)
+{
+	int rc;
 	rcu_lock();
 	struct owner o = owner_of(h, p);
-	int rc;
 	if (lfpi_likely(o.kind == DIR_POOL)) {
-		rc = lfp_pool_free(o.obj, p);
+		/* A small pool's partial page, another pool of the class, or
+		 * no inline handle: the thread's handle if p is in its pool,
+		 * else the pool's own free. */
+		lfp_cache_t *c = fe_handle(h, o.cls);
+		if (c != NULL && fe_owns(c, p))
+			rc = lfp_cache_free(c, p);
+		else
+			rc = free_other_pool(h, o.cls, o.obj, p);
 		rcu_unlock();
 		return rc;
 	}
@@ -894,7 +1215,9 @@ static int free_in(lfp_heap_t *h, void *p)
 	return rc;
 }
 
-int lfp_heap_free(lfp_heap_t *h, void *p)
+/* lfp_heap_free's body, inlined into lfp_free too (exported functions are
+ * interposable under -fPIC, so the compiler would not inline them). */
+static inline int heap_free(lfp_heap_t *h, void *p)
 {
 	if (lfpi_unlikely(!heap_live(h)))
 		return -EINVAL;
@@ -906,6 +1229,11 @@ int lfp_heap_free(lfp_heap_t *h, void *p)
 	if (lfpi_unlikely(rc != 0))
 		lfp_fetch_add64_relaxed(&h->bad_frees, 1); /* relaxed: stats */
 	return rc;
+}
+
+int lfp_heap_free(lfp_heap_t *h, void *p)
+{
+	return heap_free(h, p);
 }
 
 void *lfp_heap_calloc(lfp_heap_t *h, size_t n, size_t size)
@@ -1046,6 +1374,9 @@ static int trim_class(lfp_heap_t *h, struct cls *c)
 		pthread_mutex_unlock(&c->grow_lock);
 		return 0;
 	}
+	/* F7: every thread's handles go stale before the grace period, so
+	 * after it no thread allocates from a candidate through one. */
+	lfp_store64_relaxed(&h->gen, gen_next());
 	rcu_sync(); /* 1: no allocator holds a candidate now */
 	for (size_t k = 0; k < nc; k++) {
 		if (!pool_all_free(cand[k])) {
@@ -1130,6 +1461,7 @@ int lfp_heap_validate(lfp_heap_t *h, const char **why)
 			small++;
 	}
 	uint32_t listed_small = 0;
+	uint64_t mapped = 0;
 	for (uint32_t ci = 0; ci < h->nclasses && !w; ci++) {
 		const struct cls *c = &h->cls[ci];
 		const struct poolset *s = ptr_load_acquire(&c->pools); /* F2 */
@@ -1142,21 +1474,50 @@ int lfp_heap_validate(lfp_heap_t *h, const char **why)
 				w = r.error ? r.error : "a pool does not validate";
 			} else if (lfp_pool_block_size(pool) != c->size) {
 				w = "a pool's block size differs from its class";
-			} else if (bytes >= GRAN) {
-				for (uintptr_t a = lo; a < lo + bytes && !w; a += GRAN)
-					if (ptr_load_acquire(gran_slot(h, a)) != pool) /* P2 */
-						w = "a big pool is missing from the page map";
 			} else {
-				const struct dir_entry *e = d ? dir_find(d, lo) : NULL;
-				if (e == NULL || e->kind != DIR_POOL || e->obj != pool || e->cls != ci ||
-				    e->hi != lo + bytes)
-					w = "a small pool is missing from the directory";
-				listed_small++;
+				uint64_t want = (uint64_t)lo | ci;
+				uintptr_t plo = (lo + PM_PAGE - 1) & ~(uintptr_t)(PM_PAGE - 1);
+				uintptr_t phi = (lo + bytes) & ~(uintptr_t)(PM_PAGE - 1);
+				for (uintptr_t a = plo; a < phi && !w; a += PM_PAGE) {
+					if (lfp_load64_acquire(pm_slot(h, a)) != want) /* P2 */
+						w = "a pool's page is missing from the page map or has the wrong class";
+					mapped++;
+				}
+				if (bytes >= GRAN && (lo & (GRAN - 1)))
+					w = "a big pool is not granule-aligned";
+				/* Partly covered pages: the small pool that covers most of it. */
+				for (uintptr_t pa = lo & ~(uintptr_t)(PM_PAGE - 1); bytes < GRAN && !w;
+				     pa = (lo + bytes - 1) & ~(uintptr_t)(PM_PAGE - 1)) {
+					uint64_t got = lfp_load64_acquire(pm_slot(h, pa)); /* P2 */
+					if ((pa < plo || pa >= phi) && got != edge_word(d, pa))
+						w = "a partly covered page's page-map word is wrong";
+					else if ((pa < plo || pa >= phi) && got == want)
+						mapped++;
+					if (pa == ((lo + bytes - 1) & ~(uintptr_t)(PM_PAGE - 1)))
+						break;
+				}
+				if (bytes < GRAN) {
+					const struct dir_entry *e = d ? dir_find(d, lo) : NULL;
+					if (e == NULL || e->kind != DIR_POOL || e->obj != pool || e->cls != ci ||
+					    e->hi != lo + bytes)
+						w = "a small pool is missing from the directory";
+					listed_small++;
+				}
 			}
 		}
 	}
 	if (!w && listed_small != small)
 		w = "the directory holds pools no class lists";
+	/* Every mapped page belongs to a listed pool: count the map's words. */
+	pthread_mutex_lock(&h->dir_lock);
+	uintptr_t pm_hi = h->pm_hi;
+	pthread_mutex_unlock(&h->dir_lock);
+	for (uintptr_t a = h->fh_base & ~(uintptr_t)(PM_PAGE - 1); !w && a < pm_hi; a += PM_PAGE)
+		if (lfp_load64_relaxed(pm_slot(h, a)) != 0) /* relaxed: the caller keeps the heap
+							     * quiescent */
+			mapped--;
+	if (!w && mapped != 0)
+		w = "the page map names pages no class's pool covers";
 	rcu_unlock();
 	int rc = w ? -EUCLEAN : 0;
 	if (rc == 0) {
@@ -1192,7 +1553,7 @@ int lfp_default_heap_configure(const lfp_heap_config_t *cfg)
 	return rc;
 }
 
-static lfp_heap_t *default_heap_slow(void)
+static FE_NOINLINE lfp_heap_t *default_heap_slow(void)
 {
 	pthread_mutex_lock(&default_lock);
 	lfp_heap_t *h = ptr_load_acquire(&default_heap); /* F5 */
@@ -1207,16 +1568,21 @@ static lfp_heap_t *default_heap_slow(void)
 	return h;
 }
 
-lfp_heap_t *lfp_default_heap(void)
+static inline lfp_heap_t *default_heap_get(void)
 {
 	lfp_heap_t *h = ptr_load_acquire(&default_heap); /* F5: pairs with F6 */
 	return lfpi_likely(h != NULL) ? h : default_heap_slow();
 }
 
+lfp_heap_t *lfp_default_heap(void)
+{
+	return default_heap_get();
+}
+
 void *lfp_malloc(size_t n)
 {
-	lfp_heap_t *h = lfp_default_heap();
-	return h ? lfp_heap_malloc(h, n) : NULL;
+	lfp_heap_t *h = default_heap_get();
+	return h ? heap_malloc(h, n) : NULL;
 }
 
 void lfp_free(void *p)
@@ -1224,7 +1590,7 @@ void lfp_free(void *p)
 	if (p == NULL)
 		return;
 	lfp_heap_t *h = ptr_load_acquire(&default_heap); /* F5 */
-	int rc = h ? lfp_heap_free(h, p) : -EINVAL; /* keeps errno */
+	int rc = h ? heap_free(h, p) : -EINVAL; /* keeps errno */
 	if (lfpi_unlikely(rc != 0) && h && (h->flags & LFP_HEAP_ABORT_ON_BAD_FREE)) {
 		fprintf(stderr, "lfp_free(%p): %s\n", p,
 			rc == -EALREADY ? "double free" : "not a block of the default heap");

@@ -318,6 +318,41 @@ Test(handle, inline_path_and_errors)
 	lfp_pool_destroy(p);
 }
 
+/* ABI 2: the inline path takes any stride (index by the inverse of the
+ * stride's odd part), and still refuses every pointer that is not a block
+ * start of the pool. */
+Test(handle, inline_path_any_stride)
+{
+	static const size_t sizes[] = { 48, 80, 96, 24, 40, 3, 1, 112, 4096 + 16 };
+	for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+		lfp_pool_config_t cc = cfg(sizes[s], 2000);
+		cc.block_align = sizes[s] < 8 ? 1 : 8;
+		lfp_pool_t *p = make(cc);
+		lfp_cache_t *c = lfp_pool_cache(p);
+		cr_assert_not_null(c);
+		cr_assert_eq(c->nblocks, 2000, "size %zu: inline path on", sizes[s]);
+		size_t stride = lfp_pool_block_size(p);
+		char *held[300];
+		for (int i = 0; i < 300; i++) {
+			held[i] = lfp_cache_alloc(c);
+			cr_assert_not_null(held[i]);
+			cr_assert_geq(lfp_pool_index(p, held[i]), 0, "size %zu: a block start", sizes[s]);
+			for (int j = 0; j < i; j++)
+				cr_assert_neq(held[i], held[j]);
+		}
+		char *b0 = lfp_pool_ptr(p, 0);
+		for (size_t k = 1; k < stride && k < 200; k++)
+			cr_assert_eq(lfp_cache_free(c, held[7] + k), -EINVAL, "size %zu off %zu", sizes[s], k);
+		cr_assert_eq(lfp_cache_free(c, b0 + stride * 2000), -EINVAL, "one past the last block");
+		cr_assert_eq(lfp_cache_free(c, b0 - stride), -EINVAL, "before block 0");
+		for (int i = 0; i < 300; i++)
+			cr_assert_eq(lfp_cache_free(c, held[i]), 0);
+		cr_assert_eq(lfp_cache_free(c, held[9]), -EALREADY, "size %zu", sizes[s]);
+		assert_valid(p, 2000);
+		lfp_pool_destroy(p);
+	}
+}
+
 Test(handle, pool_without_cache_still_gives_a_working_handle)
 {
 	lfp_pool_config_t cc = cfg(64, 4096);
