@@ -138,7 +138,9 @@ static inline void lfp_cpu_relax(void)
 /* Bounded exponential backoff after a failed CAS. The bound keeps a thread
  * from sleeping through its own turn; lock-free code never waits for another
  * thread, so backoff only thins out retries on a hot line. */
+#ifndef LFP_BACKOFF_MAX
 #define LFP_BACKOFF_MAX 64u
+#endif
 static inline void lfp_backoff(unsigned *spins)
 {
 	for (unsigned i = 0; i < *spins; i++)
