@@ -7,7 +7,7 @@
 #   make stress-bundle  build/bundle/: the binary, the broken self-test build,
 #                       the peer/hwloc .so files and scale.sh, to run the sweep
 #                       on a machine without those packages
-#   make stress-plot CSV=file.csv [PNG=file.png]   draw a sweep's CSV
+#   make stress-plot CSV=file.csv [PNG=file.png] [LABEL=text]   draw a sweep's CSV
 #   make stress-bin     just build ($(BUILD)/lfpool-stress and the broken
 #                       build $(BUILD)/selftest/lfpool-stress)
 #
@@ -87,7 +87,7 @@ stress-scale: stress-bin
 stress-plot:
 	@test -n "$(CSV)" || { echo "make stress-plot CSV=file.csv [PNG=file.png]"; exit 2; }
 	@tools/ensure-deps plot
-	gnuplot -e "csv='$(CSV)'; png='$(or $(PNG),$(CSV:.csv=.png))'" tools/plot-scale.gp
+	gnuplot -e "csv='$(CSV)'; png='$(or $(PNG),$(CSV:.csv=.png))'$(if $(LABEL),; label='$(LABEL)')" tools/plot-scale.gp
 	@echo "plot: $(or $(PNG),$(CSV:.csv=.png))"
 
 # ---- a bundle for machines without hwloc, peers or gnuplot ----------------

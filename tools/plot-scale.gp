@@ -18,10 +18,14 @@ if (!exists("png")) png = csv[1:strlen(csv)-4].'.png'
 # gnuplot is).
 workloads = system("awk -F, 'NR>1 && !s[$3]++ {printf \"%s \", $3}' ".csv)
 allocators = system("awk -F, 'NR>1 && !s[$2]++ {printf \"%s \", $2}' ".csv)
-host = system("awk -F, 'NR==2 {printf \"%s\", $1}' ".csv)
+if (!exists("label")) label = system("awk -F, 'NR==2 {printf \"%s\", $1}' ".csv)
+host = label
 cpus = system("awk -F, 'NR==2 {printf \"%s\", $5}' ".csv) + 0
 reps = system("awk -F, 'NR==2 {printf \"%s\", $6}' ".csv)
 nw = words(workloads)
+# The harness calls the plain pool "lfpool"; say in the legend that it is the
+# uncached shared stack (LFP_POOL_NO_CACHE), the worst case by design.
+legend(a) = (a eq "lfpool") ? "lfpool (no cache)" : ((a eq "lfpool-cached") ? "lfpool (per-thread cache)" : a)
 
 if (strstrt(GPVAL_TERMINALS, "pngcairo") > 0) {
     set terminal pngcairo size 640*nw+200,900 enhanced font "DejaVu Sans,10"
@@ -58,7 +62,7 @@ do for [i=1:nw] {
                "200M" 2e8, "500M" 5e8, "1G" 1e9, "2G" 2e9, "5G" 5e9, "10G" 1e10)
     set arrow 1 from cpus, graph 0 to cpus, graph 1 nohead dt 2 lc rgb "#444444"
     plot for [j=1:words(allocators)] rows(w, word(allocators, j)) \
-        using 4:7:8:9 with yerrorlines ls j title word(allocators, j)
+        using 4:7:8:9 with yerrorlines ls j title legend(word(allocators, j))
 }
 do for [i=1:nw] {
     w = word(workloads, i)
@@ -68,6 +72,6 @@ do for [i=1:nw] {
     set ytics (1, 2, 3, 5, 7, 10, 12, 15, 20, 25, 30, 40, 50, 70, 100, 150, 200, 300, 500, 700, 1000, 2000, 5000)
     set arrow 1 from cpus, graph 0 to cpus, graph 1 nohead dt 2 lc rgb "#444444"
     plot for [j=1:words(allocators)] rows(w, word(allocators, j)) \
-        using 4:10 with linespoints ls j title word(allocators, j)
+        using 4:10 with linespoints ls j title legend(word(allocators, j))
 }
 unset multiplot
