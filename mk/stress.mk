@@ -71,8 +71,11 @@ stress-bin: deps-stress
 	@$(MAKE) --no-print-directory $(ST_BIN)
 	@$(MAKE) --no-print-directory stress-broken
 
+# The default profile, then the shared-memory kill test with 100 SIGKILLs
+# (issue 4 asks for >= 100 in make stress; STRESS_KILL_REPS=0 skips it).
 stress: stress-bin
 	$(ST_BIN) --duration $(ST_TIME) $(STRESS_ARGS)
+	@if [ "$(STRESS_KILL_REPS)" != 0 ]; then $(MAKE) --no-print-directory stress-kill; fi
 
 # ---- scaling sweep --------------------------------------------------------
 ST_LABEL ?= $(shell hostname -s 2>/dev/null || echo host)
