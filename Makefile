@@ -3,7 +3,7 @@
 #   make            static + shared library (and the dependency-free core)
 #   make test       every test that fits in a few minutes (installs deps)
 #   make stress     the stress harness, default profile, all cores
-#   make asan|tsan|ubsan|model|bench|install|uninstall|clean
+#   make asan|tsan|ubsan|model|bench|docs|install|uninstall|clean
 #
 # Each capability adds itself through a fragment in mk/*.mk: sources to
 # LIB_SRCS, pkg-config names to LIB_PKGS, test steps to TEST_STEPS.
@@ -74,7 +74,7 @@ LIB_OBJS  := $(patsubst %.c,$(OBJ)/%.o,$(LIB_SRCS))
 CORE_OBJS := $(patsubst %.c,$(OBJ)/%.o,$(CORE_SRCS))
 
 .PHONY: all lib core deps-build deps-test test check clean install uninstall \
-        asan tsan ubsan $(TEST_STEPS)
+        asan tsan ubsan docs $(TEST_STEPS)
 
 all: lib core
 lib: $(STATIC) $(SHARED)
@@ -135,6 +135,10 @@ uninstall:
 	rm -f $(DESTDIR)$(INCDIR)/lfpool.h $(DESTDIR)$(LIBDIR)/liblfpool.a \
 	  $(DESTDIR)$(LIBDIR)/liblfpool.so $(DESTDIR)$(LIBDIR)/liblfpool.so.$(SOVERSION) \
 	  $(DESTDIR)$(LIBDIR)/liblfpool.so.$(VERSION) $(DESTDIR)$(LIBDIR)/pkgconfig/lfpool.pc
+
+# docs/api.md is generated from the public headers (the reference).
+docs:
+	tools/gen-api-doc docs/api.md
 
 clean:
 	rm -rf build lfpool.pc
