@@ -57,8 +57,9 @@ static inline uint32_t lfp_fetch_sub32_release(lfp_atomic_u32 *p, uint32_t v)
 { return atomic_fetch_sub_explicit(p, v, memory_order_release); }
 static inline uint32_t lfp_fetch_or32_acq_rel(lfp_atomic_u32 *p, uint32_t v)
 { return atomic_fetch_or_explicit(p, v, memory_order_acq_rel); }
-/* CAS: success order in the name, failure order relaxed (the caller only
- * retries or gives up with the value it got). */
+/* CAS: success order in the name; failure order relaxed (the caller only
+ * retries or gives up with the value it got), except for acq_rel, whose
+ * failure is acquire (the caller may read through the value it got). */
 static inline bool lfp_cas32_relaxed(lfp_atomic_u32 *p, uint32_t *exp, uint32_t des)
 { return atomic_compare_exchange_strong_explicit(p, exp, des, memory_order_relaxed, memory_order_relaxed); }
 static inline bool lfp_cas32_acquire(lfp_atomic_u32 *p, uint32_t *exp, uint32_t des)

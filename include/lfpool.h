@@ -141,10 +141,11 @@ typedef struct lfp_pool_report {
 } lfp_pool_report_t;
 
 /**
- * Bytes of region a pool with this config needs (header, link array, blocks).
- * @return the size, or 0 with errno EINVAL (bad config, unknown flag bits) or EOVERFLOW (the
- *         size does not fit in size_t).
- * Concurrency: pure. Progress: wait-free.
+ * Bytes of region a pool with this config needs (header, link array, cache
+ * area, blocks).
+ * @return the size, or 0 with errno EINVAL (NULL cfg, bad config, unknown
+ *         flag bits) or EOVERFLOW (the size does not fit in size_t).
+ * Concurrency: pure. Ordering: none. Progress: wait-free.
  */
 LFP_API size_t lfp_pool_region_size(const lfp_pool_config_t *cfg);
 
@@ -157,6 +158,10 @@ LFP_API size_t lfp_pool_region_size(const lfp_pool_config_t *cfg);
  * @param out   receives the handle (equal to mem)
  * @return 0; -EINVAL for NULL arguments, a bad config or misaligned mem;
  *         -EOVERFLOW if the region size overflows; -ENOSPC if size is short.
+ *         On error mem is not written.
+ * fork(): a child keeps its thread's cache slots (docs/caches.md), which is
+ * right for private memory; for a region the child shares with its parent
+ * (a MAP_SHARED mapping), set LFP_POOL_NO_CACHE.
  * Concurrency: nothing may use the region meanwhile. Ordering: a handle
  * passed to other threads after return (by any synchronizing means) is
  * usable by them. Progress: O(N), wait-free.
@@ -166,17 +171,25 @@ LFP_API int lfp_pool_init(void *mem, size_t size, const lfp_pool_config_t *cfg,
 
 /**
  * Create a pool in memory of its own (anonymous mmap).
- * @return the pool, or NULL with errno EINVAL (bad config), EOVERFLOW, or
- *         ENOMEM (the mapping failed).
- * Concurrency: independent calls may run at once. Progress: blocking (mmap).
+ * @return the pool, or NULL with errno EINVAL (NULL or bad config),
+ *         EOVERFLOW, or ENOMEM (the mapping failed).
+ * Concurrency: independent calls may run at once. Ordering: as
+ * lfp_pool_init. Progress: blocking (mmap).
  */
 LFP_API lfp_pool_t *lfp_pool_create(const lfp_pool_config_t *cfg) LFP_WARN_UNUSED;
 
 /**
- * End a pool. A created pool's memory is unmapped; an initialised one's region
- * is marked dead and handed back to the caller.
- * @return 0; -EINVAL if pool is NULL or not a live pool.
- * Concurrency: no other call on this pool may run or follow.
+ * End a pool. Every thread's cached blocks go back to the region first; a
+ * created pool's memory is then unmapped; an initialised one's region is
+ * marked dead and handed back to the caller (calls on it then fail with
+ * EINVAL, and cache handles of it with EINVAL too).
+ * @return 0; -EINVAL if pool is NULL or not a live pool (destroying a
+ *         created pool twice touches unmapped memory: undefined).
+ * Concurrency: no other call on this pool may run or follow; other threads
+ * may still hold lfp_pool_cache() handles of it (they become invalid, and
+ * their thread exit does not touch the pool). Ordering: the caller must
+ * have synchronized with every thread's last call on the pool. Progress:
+ * blocking (takes the cache registry mutex; munmap).
  */
 LFP_API int lfp_pool_destroy(lfp_pool_t *pool);
 
@@ -201,24 +214,38 @@ LFP_API void *lfp_pool_alloc(lfp_pool_t *pool) LFP_MALLOC_LIKE LFP_WARN_UNUSED;
  */
 LFP_API int lfp_pool_free(lfp_pool_t *pool, void *ptr);
 
-/** Block index of ptr (which must be a block start), or -EINVAL. Wait-free. */
+/*
+ * Queries. They read only the immutable header (index, ptr, contains,
+ * capacity, block_size) or relaxed snapshots (free_count, stats).
+ * Concurrency: any call but destroy. Ordering: none (nothing is acquired).
+ * Progress: wait-free (free_count without LFP_POOL_STATS: O(N + magazines),
+ * bounded).
+ */
+/** Block index of ptr. @return 0..capacity-1; -EINVAL if pool is not live or
+ * ptr is NULL, outside the blocks or not a block start. */
 LFP_API int64_t lfp_pool_index(const lfp_pool_t *pool, const void *ptr);
-/** Address of block index in this process, or NULL if out of range. */
+/** Address of block index in this process. @return the block; NULL if pool
+ * is not live or index >= capacity (errno untouched). */
 LFP_API void *lfp_pool_ptr(const lfp_pool_t *pool, uint32_t index);
-/** True if ptr points anywhere into the pool's block area. Wait-free. */
+/** @return true if ptr points anywhere into the pool's block area (interior
+ * pointers too); false otherwise or if pool is not live. */
 LFP_API bool lfp_pool_contains(const lfp_pool_t *pool, const void *ptr);
-/** Block count, or 0 for a bad handle. */
+/** @return the block count; 0 if pool is not live. */
 LFP_API size_t lfp_pool_capacity(const lfp_pool_t *pool);
-/** Usable bytes per block (the block size rounded up to the alignment). */
+/** @return usable bytes per block (the block size rounded up to the
+ * alignment); 0 if pool is not live. */
 LFP_API size_t lfp_pool_block_size(const lfp_pool_t *pool);
 /**
- * Free blocks. Exact when no alloc/free runs; while they run, a snapshot that
- * may be off by the operations in flight. O(1) with LFP_POOL_STATS, else a
- * bounded O(N) walk of the free stack.
+ * Free blocks (cached ones included). Exact when no alloc/free runs; while
+ * they run, a snapshot that may be off by the operations in flight, never
+ * above capacity. O(1) with LFP_POOL_STATS, else a bounded O(N) walk of the
+ * free stack plus one relaxed load per magazine.
+ * @return the count; 0 if pool is not live.
  */
 LFP_API size_t lfp_pool_free_count(const lfp_pool_t *pool);
 
-/** Fill *out. @return 0 or -EINVAL. Concurrency: any; values as free_count. */
+/** Fill *out (values as lfp_pool_free_count: snapshots while running).
+ * @return 0; -EINVAL if pool is not live or out is NULL (nothing written). */
 LFP_API int lfp_pool_stats(const lfp_pool_t *pool, lfp_pool_stats_t *out);
 
 /**
@@ -226,7 +253,9 @@ LFP_API int lfp_pool_stats(const lfp_pool_t *pool, lfp_pool_stats_t *out);
  * link is in range, no index is on it twice, and free + allocated = capacity.
  * @param report optional; filled either way
  * @return 0 if valid; -EINVAL for a bad handle; -EUCLEAN if corrupt.
- * Concurrency: none; the caller stops all allocs and frees. Progress: O(N).
+ * Concurrency: none; the caller stops all allocs and frees. Ordering: the
+ * caller must have synchronized with every thread's last alloc/free (a
+ * join). Progress: wait-free, O(N + magazines).
  */
 LFP_API int lfp_pool_validate(const lfp_pool_t *pool, lfp_pool_report_t *report);
 
@@ -263,7 +292,9 @@ LFP_API int lfp_pool_free_bulk(lfp_pool_t *pool, void *const *ptrs, size_t n);
  * lfp_pool_alloc and lfp_pool_free already use it. A thread that wants the
  * last nanosecond asks once for its handle, then calls the inline
  * lfp_cache_alloc / lfp_cache_free, which touch only memory this thread owns
- * and fall back to an out-of-line call when the magazine is empty or full.
+ * and fall back to an out-of-line call when the magazine is empty or full
+ * (or the handle is NULL or stale: EINVAL, never a crash while the handle's
+ * thread lives).
  *
  *     lfp_cache_t *c = lfp_pool_cache(pool);      // once per thread
  *     void *p = lfp_cache_alloc(c);
@@ -318,8 +349,9 @@ typedef struct lfp_cache {
  */
 LFP_API lfp_cache_t *lfp_pool_cache(lfp_pool_t *pool) LFP_WARN_UNUSED;
 
-/** Out-of-line halves of lfp_cache_alloc / lfp_cache_free: same contract.
- * Call the inline functions instead. */
+/** Out-of-line halves of lfp_cache_alloc / lfp_cache_free: same contract
+ * (errors, Concurrency, Ordering, Progress; a NULL or stale handle gives
+ * EINVAL). Call the inline functions instead. */
 LFP_API void *lfp_cache_alloc_slow(lfp_cache_t *cache) LFP_MALLOC_LIKE LFP_WARN_UNUSED;
 LFP_API int lfp_cache_free_slow(lfp_cache_t *cache, void *ptr);
 
@@ -349,15 +381,16 @@ LFP_API int lfp_pool_cache_flush(lfp_pool_t *pool);
 /**
  * Take a block from this thread's cache (inline; a hit is a few plain
  * instructions and two relaxed stores).
- * @return a block, or NULL with errno as lfp_pool_alloc.
+ * @return a block, or NULL with errno as lfp_pool_alloc; EINVAL also for a
+ *         NULL handle or one whose pool was destroyed.
  * Concurrency: only the handle's thread. Ordering: as lfp_pool_alloc.
  * Progress: wait-free on a hit; lock-free on a refill.
  */
 static inline void *lfp_cache_alloc(lfp_cache_t *cache)
 {
 #ifdef LFP_CACHE_LIKELY
-	uint32_t *t = cache->top;
-	if (LFP_CACHE_LIKELY(t != cache->base)) {
+	uint32_t *t = cache != NULL ? cache->top : NULL; /* NULL: the slow path's EINVAL */
+	if (LFP_CACHE_LIKELY(t != NULL && t != cache->base)) {
 		uint32_t i = *--t;
 		cache->top = t;
 		__atomic_store_n(cache->count, (uint32_t)(t - cache->base), __ATOMIC_RELAXED); /* K1 */
@@ -371,7 +404,8 @@ static inline void *lfp_cache_alloc(lfp_cache_t *cache)
 /**
  * Give a block back through this thread's cache (inline). Any block of the
  * handle's pool may be given, whichever thread allocated it.
- * @return 0, or as lfp_pool_free (-EINVAL, -EALREADY; NULL is a no-op).
+ * @return 0, or as lfp_pool_free (-EINVAL, -EALREADY; NULL ptr is a no-op);
+ *         -EINVAL for a NULL handle or one whose pool was destroyed.
  * Double free: a block given twice in a row is refused with -EALREADY by the
  * state-word check (one load, one store per free); two threads racing to
  * free one block are caught only with LFP_POOL_CHECKED (then every call
@@ -382,18 +416,20 @@ static inline void *lfp_cache_alloc(lfp_cache_t *cache)
 static inline int lfp_cache_free(lfp_cache_t *cache, void *ptr)
 {
 #ifdef LFP_CACHE_LIKELY
-	uint64_t q = (uint64_t)((uintptr_t)ptr - (uintptr_t)cache->blocks) * cache->inv;
-	uint32_t *t = cache->top;
-	q = q >> cache->shift | q << ((64u - cache->shift) & 63u); /* the block index, if any */
-	if (LFP_CACHE_LIKELY(q < cache->nblocks && t != cache->end)) {
-		uint32_t i = (uint32_t)q;
-		uint32_t *m = &cache->marks[i];
-		if (LFP_CACHE_LIKELY(__atomic_load_n(m, __ATOMIC_RELAXED) == cache->mark_alloc)) { /* K2 */
-			__atomic_store_n(m, LFP_CACHE_MARK_CACHED, __ATOMIC_RELAXED); /* K2 */
-			*t++ = i;
-			cache->top = t;
-			__atomic_store_n(cache->count, (uint32_t)(t - cache->base), __ATOMIC_RELAXED); /* K1 */
-			return 0;
+	if (LFP_CACHE_LIKELY(cache != NULL)) { /* NULL: the slow path's EINVAL */
+		uint64_t q = (uint64_t)((uintptr_t)ptr - (uintptr_t)cache->blocks) * cache->inv;
+		uint32_t *t = cache->top;
+		q = q >> cache->shift | q << ((64u - cache->shift) & 63u); /* the block index, if any */
+		if (LFP_CACHE_LIKELY(q < cache->nblocks && t != cache->end)) {
+			uint32_t i = (uint32_t)q;
+			uint32_t *m = &cache->marks[i];
+			if (LFP_CACHE_LIKELY(__atomic_load_n(m, __ATOMIC_RELAXED) == cache->mark_alloc)) { /* K2 */
+				__atomic_store_n(m, LFP_CACHE_MARK_CACHED, __ATOMIC_RELAXED); /* K2 */
+				*t++ = i;
+				cache->top = t;
+				__atomic_store_n(cache->count, (uint32_t)(t - cache->base), __ATOMIC_RELAXED); /* K1 */
+				return 0;
+			}
 		}
 	}
 #endif

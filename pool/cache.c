@@ -156,19 +156,25 @@ static uint32_t mstack_pop(lfp_pool_t *p, lfp_atomic_u64 *head)
 	}
 }
 
-static void mstack_push(lfp_pool_t *p, lfp_atomic_u64 *head, uint32_t m)
+/* Push x on a tagged stack whose links are links[] (mag_next[] for magazine
+ * stacks, next[] for batch stacks). */
+static void tstack_push(lfp_atomic_u32 *links, lfp_atomic_u64 *head, uint32_t x)
 {
-	lfp_atomic_u32 *mn = lfpi_mag_next(p);
 	unsigned spins = 0;
 	/* Relaxed: the value is only the CAS's expectation; K3 publishes. */
 	uint64_t old = lfp_load64_relaxed(head);
 
 	for (;;) {
-		lfp_store32_relaxed(&mn[m], lfp_head_index(old)); /* relaxed: published by K3 */
-		if (lfp_cas64_weak_release(head, &old, lfp_head_next(old, m))) /* K3: pairs with K4 */
+		lfp_store32_relaxed(&links[x], lfp_head_index(old)); /* relaxed: published by K3 */
+		if (lfp_cas64_weak_release(head, &old, lfp_head_next(old, x))) /* K3: pairs with K4 */
 			return;
 		lfp_backoff(&spins);
 	}
+}
+
+static void mstack_push(lfp_pool_t *p, lfp_atomic_u64 *head, uint32_t m)
+{
+	tstack_push(lfpi_mag_next(p), head, m);
 }
 
 static bool mstack_empty_hint(const lfp_atomic_u64 *head)
@@ -257,15 +263,7 @@ static void wr32(char *mem, uint32_t word, uint32_t v)
 /* Push carrier c (its batch already written) on a batch stack. */
 static void bstack_push(lfp_pool_t *p, lfp_atomic_u64 *head, uint32_t c)
 {
-	lfp_atomic_u32 *next = lfpi_next(p);
-	unsigned spins = 0;
-	uint64_t old = lfp_load64_relaxed(head); /* relaxed: only the CAS's expectation */
-	for (;;) {
-		lfp_store32_relaxed(&next[c], lfp_head_index(old)); /* relaxed: published by K3 */
-		if (lfp_cas64_weak_release(head, &old, lfp_head_next(old, c))) /* K3: pairs with K4 */
-			return;
-		lfp_backoff(&spins);
-	}
+	tstack_push(lfpi_next(p), head, c);
 }
 
 /* Pop a batch's head carrier, or LFP_NIL (empty, or corrupt). */
@@ -505,6 +503,22 @@ static void tc_setup(struct lfpi_tc *c)
 		c->pub.top = c->pub.base = c->pub.end = c->pub.count = &c->dummy;
 		c->fill = 0;
 	}
+}
+
+/* The entry's pool is gone for this thread (destroyed, or a shared slot
+ * forgotten in a fork child): point the inline fast path at the dummy word,
+ * so a stale handle takes the slow path, which finds the cleared key and
+ * fails with EINVAL instead of using the old region (which may still be
+ * mapped: lfp_pool_init memory). Caller holds reg_mu, or is the only thread;
+ * the entry's owner touches these fields only through that handle (invalid
+ * by contract after destroy) or under reg_mu. */
+static void tc_disarm(struct lfpi_tc *c)
+{
+	c->slot = NULL;
+	c->inline_ok = false;
+	c->fill = 0;
+	c->pub.nblocks = 0;
+	c->pub.top = c->pub.base = c->pub.end = c->pub.count = &c->dummy;
 }
 
 /* Steal a full magazine from another slot's home stack, starting at the
@@ -755,7 +769,7 @@ static void fork_child(void)
 			if (lfp_load64_relaxed(&c->key_pool) != 0 && (c->pool->flags & LFPI_POOL_SHARED)) { /* K9 */
 				lfp_store64_relaxed(&c->key_pool, 0); /* K9 */
 				lfp_store64_relaxed(&c->key_inst, 0); /* K9 */
-				c->slot = NULL;
+				tc_disarm(c); /* a kept handle must not reach the parent's magazine */
 				c->pinned = false;
 			}
 		}
@@ -1130,8 +1144,10 @@ void lfpi_cache_destroy(lfp_pool_t *p)
 			for (uint32_t e = 0; e < TLS_ENTRIES; e++) {
 				struct lfpi_tc *c = &t->tc[e];
 				if (lfp_load64_relaxed(&c->key_pool) == key && /* K9 */
-				    lfp_load64_relaxed(&c->key_inst) == inst)  /* K9 */
+				    lfp_load64_relaxed(&c->key_inst) == inst) { /* K9 */
 					tc_clear_key(c);
+					tc_disarm(c); /* a stale handle gets EINVAL */
+				}
 			}
 		pthread_mutex_unlock(&reg_mu);
 	}
@@ -1393,7 +1409,7 @@ uint64_t lfpi_cache_sweep(lfp_pool_t *p)
 	for (uint64_t i = 0; i < p->count; i++) {
 		uint32_t v = lfp_load32_relaxed(&next[i]); /* relaxed: quiescent */
 		if (v == LFPI_SEEN) {
-			lfp_store32_relaxed(&next[i], LFPI_CACHED);
+			lfp_store32_relaxed(&next[i], LFPI_CACHED); /* relaxed: quiescent */
 		} else if (v == LFPI_CACHED) {
 			if (last != LFP_NIL)
 				lfp_store32_relaxed(&next[last], (uint32_t)i); /* published by R1 */
@@ -1423,7 +1439,7 @@ void lfpi_cache_abandon(lfp_pool_t *p)
 	last_forget(c);
 	pthread_mutex_lock(&reg_mu);
 	tc_clear_key(c);
-	c->slot = NULL;
+	tc_disarm(c);
 	c->pinned = false;
 	pthread_mutex_unlock(&reg_mu);
 }

@@ -119,6 +119,19 @@ struct lfpi_layout {
 /* Compute the layout of cfg; 0 or -EINVAL / -EOVERFLOW. */
 LFPI_HIDDEN int lfpi_layout(const lfp_pool_config_t *cfg, struct lfpi_layout *lay);
 
+/* A created pool's own memory (pool/layout.c): map is what mmap gave, base
+ * the region start in it (aligned to the block alignment), size the bytes
+ * mapped. lfpi_map_region maps room for lay (anonymous, private; 0 or
+ * -EOVERFLOW / -ENOMEM); lfpi_adopt_mapping, after init, makes
+ * lfp_pool_destroy unmap it (owner only: before the handle is published). */
+struct lfpi_mapping {
+	char *map, *base;
+	uint64_t size;
+};
+LFPI_HIDDEN int lfpi_map_region(const struct lfpi_layout *lay, struct lfpi_mapping *m);
+LFPI_HIDDEN void lfpi_unmap_region(const struct lfpi_mapping *m);
+LFPI_HIDDEN void lfpi_adopt_mapping(lfp_pool_t *p, const struct lfpi_mapping *m);
+
 static inline lfp_atomic_u32 *lfpi_next(const lfp_pool_t *p)
 {
 	return (lfp_atomic_u32 *)(uintptr_t)((const char *)p + p->next_off);
@@ -231,8 +244,9 @@ static inline struct lfpi_mag *lfpi_mag_at(const lfp_pool_t *p, uint32_t m)
 
 /* Lay the cache area out in a fresh region (lfp_pool_init). */
 LFPI_HIDDEN void lfpi_cache_init(lfp_pool_t *p);
-/* lfp_pool_destroy: forget every thread's cache of p in this process and
- * drain every claimed slot (the pool is quiescent by contract). */
+/* lfp_pool_destroy: forget every thread's cache (or cacheless handle) of p
+ * in this process and drain every claimed slot (the pool is quiescent by
+ * contract). Any pool, with or without a cache area. */
 LFPI_HIDDEN void lfpi_cache_destroy(lfp_pool_t *p);
 /* The calling thread's cache of p, made on first use; NULL if the thread
  * cannot have one (then the caller takes the uncached path). */

@@ -211,40 +211,55 @@ int lfp_pool_init(void *mem, size_t size, const lfp_pool_config_t *cfg, lfp_pool
 	return init_at(mem, size, cfg, 0, out);
 }
 
+int lfpi_map_region(const struct lfpi_layout *lay, struct lfpi_mapping *m)
+{
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+	/* mmap gives page alignment; for larger block alignment map extra and
+	 * start the region at the first aligned address. */
+	uint64_t lead_room = lay->align > page ? lay->align - page : 0;
+
+	if (__builtin_add_overflow(lay->region_size, lead_room, &m->size) || m->size > SIZE_MAX)
+		return -EOVERFLOW;
+	m->map = mmap(NULL, (size_t)m->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+		      -1, 0);
+	if (m->map == MAP_FAILED)
+		return -ENOMEM;
+	m->base = (char *)(((uintptr_t)m->map + lay->align - 1) & ~(uintptr_t)(lay->align - 1));
+	return 0;
+}
+
+void lfpi_unmap_region(const struct lfpi_mapping *m)
+{
+	munmap(m->map, (size_t)m->size);
+}
+
+void lfpi_adopt_mapping(lfp_pool_t *p, const struct lfpi_mapping *m)
+{
+	p->flags |= LFPI_OWNS_MAPPING;
+	p->map_lead = (uint64_t)(m->base - m->map);
+	p->map_size = m->size;
+}
+
 lfp_pool_t *lfp_pool_create(const lfp_pool_config_t *cfg)
 {
 	struct lfpi_layout lay;
-	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
-	uint64_t lead_room, map_size;
+	struct lfpi_mapping m;
 	lfp_pool_t *p = NULL;
 	int rc = lfpi_layout(cfg, &lay);
 
+	if (rc == 0)
+		rc = lfpi_map_region(&lay, &m);
 	if (rc < 0) {
 		errno = -rc;
 		return NULL;
 	}
-	/* mmap gives page alignment; for larger block alignment map extra and
-	 * start the region at the first aligned address. */
-	lead_room = lay.align > page ? lay.align - page : 0;
-	if (__builtin_add_overflow(lay.region_size, lead_room, &map_size) || map_size > SIZE_MAX) {
-		errno = EOVERFLOW;
-		return NULL;
-	}
-	char *map = mmap(NULL, (size_t)map_size, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (map == MAP_FAILED) {
-		errno = ENOMEM;
-		return NULL;
-	}
-	char *base = (char *)(((uintptr_t)map + lay.align - 1) & ~(uintptr_t)(lay.align - 1));
-	rc = init_at(base, (size_t)(map_size - (uint64_t)(base - map)), cfg, LFPI_OWNS_MAPPING, &p);
+	rc = init_at(m.base, (size_t)(m.size - (uint64_t)(m.base - m.map)), cfg, 0, &p);
 	if (rc < 0) {
-		munmap(map, (size_t)map_size);
+		lfpi_unmap_region(&m);
 		errno = -rc;
 		return NULL;
 	}
-	p->map_lead = (uint64_t)(base - map);
-	p->map_size = map_size;
+	lfpi_adopt_mapping(p, &m);
 	return p;
 }
 
@@ -252,8 +267,9 @@ int lfp_pool_destroy(lfp_pool_t *pool)
 {
 	if (!lfpi_live(pool))
 		return -EINVAL;
-	if (pool->cache_slots)
-		lfpi_cache_destroy(pool); /* no thread of ours keeps a key to it */
+	/* No thread of ours keeps a key to it: lfp_pool_cache() makes a
+	 * thread-table entry for a pool without a cache too. */
+	lfpi_cache_destroy(pool);
 	pool->magic = LFPI_POOL_DEAD;
 	if (pool->flags & LFPI_OWNS_MAPPING)
 		munmap((char *)pool - pool->map_lead, (size_t)pool->map_size);

@@ -97,36 +97,24 @@ lfp_pool_t *lfp_pool_create_on_node(const lfp_pool_config_t *cfg, int node)
 		errno = -err;
 		return NULL;
 	}
-	/* As lfp_pool_create: map extra for alignments above a page. */
-	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
-	uint64_t align = lay.align;
-	uint64_t lead_room = align > page ? align - page : 0;
-	uint64_t map_size;
-	if (__builtin_add_overflow(lay.region_size, lead_room, &map_size) || map_size > SIZE_MAX) {
-		errno = EOVERFLOW;
-		return NULL;
-	}
-	char *map = mmap(NULL, (size_t)map_size, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (map == MAP_FAILED) {
-		errno = ENOMEM;
+	struct lfpi_mapping m;
+	err = lfpi_map_region(&lay, &m);
+	if (err < 0) {
+		errno = -err;
 		return NULL;
 	}
 	/* Bind before the first touch: lfp_pool_init writes header and links. */
-	err = bind_area(o, map, (size_t)map_size);
-	char *base = (char *)(((uintptr_t)map + align - 1) & ~(uintptr_t)(align - 1));
+	err = bind_area(o, m.map, (size_t)m.size);
 	lfp_pool_t *p = NULL;
 	if (err == 0)
-		err = lfp_pool_init(base, (size_t)(map_size - (uint64_t)(base - map)), cfg, &p);
+		err = lfp_pool_init(m.base, (size_t)(m.size - (uint64_t)(m.base - m.map)), cfg, &p);
 	if (err < 0) {
-		munmap(map, (size_t)map_size);
+		lfpi_unmap_region(&m);
 		errno = -err;
 		return NULL;
 	}
 	/* Owner-only until returned: hand the mapping to lfp_pool_destroy. */
-	p->flags |= LFPI_OWNS_MAPPING;
-	p->map_lead = (uint64_t)(base - map);
-	p->map_size = map_size;
+	lfpi_adopt_mapping(p, &m);
 	return p;
 }
 

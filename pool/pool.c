@@ -18,11 +18,11 @@ void lfpi_count_alloc(lfp_pool_t *p)
 {
 	/* Relaxed: statistics order nothing. */
 	uint64_t n = lfp_fetch_add64_relaxed(&p->n_alloc, 1) + 1;
-	uint64_t in_use = n - lfp_load64_relaxed(&p->n_free);
-	uint64_t hw = lfp_load64_relaxed(&p->high_water);
+	uint64_t in_use = n - lfp_load64_relaxed(&p->n_free); /* relaxed: statistics */
+	uint64_t hw = lfp_load64_relaxed(&p->high_water);     /* relaxed: statistics */
 	/* A lost race between two raisers keeps the larger value. */
 	while (in_use > hw && in_use <= p->count &&
-	       !lfp_cas64_weak_relaxed(&p->high_water, &hw, in_use))
+	       !lfp_cas64_weak_relaxed(&p->high_water, &hw, in_use)) /* relaxed: statistics */
 		;
 }
 
@@ -151,7 +151,7 @@ size_t lfp_pool_free_count(const lfp_pool_t *pool)
 		/* Relaxed: a snapshot; read frees first so in_use never
 		 * underflows from our own ordering of the two loads. */
 		uint64_t f = lfp_load64_relaxed(&pool->n_free);
-		uint64_t a = lfp_load64_relaxed(&pool->n_alloc);
+		uint64_t a = lfp_load64_relaxed(&pool->n_alloc); /* relaxed: a snapshot */
 		uint64_t in_use = a >= f ? a - f : 0;
 		return in_use >= pool->count ? 0 : (size_t)(pool->count - in_use);
 	}
@@ -165,9 +165,9 @@ int lfp_pool_stats(const lfp_pool_t *pool, lfp_pool_stats_t *out)
 		return -EINVAL;
 	/* Relaxed loads throughout: counters are independent snapshots. */
 	out->frees = lfp_load64_relaxed(&pool->n_free);
-	out->allocs = lfp_load64_relaxed(&pool->n_alloc);
-	out->failures = lfp_load64_relaxed(&pool->n_fail);
-	out->high_water = lfp_load64_relaxed(&pool->high_water);
+	out->allocs = lfp_load64_relaxed(&pool->n_alloc);        /* relaxed: a snapshot */
+	out->failures = lfp_load64_relaxed(&pool->n_fail);       /* relaxed: a snapshot */
+	out->high_water = lfp_load64_relaxed(&pool->high_water); /* relaxed: a snapshot */
 	out->in_use = out->allocs >= out->frees ? out->allocs - out->frees : 0;
 	out->capacity = pool->count;
 	out->free = lfp_pool_free_count(pool);

@@ -17,6 +17,9 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static lfp_pool_config_t cfg(size_t size, size_t count)
 {
@@ -777,4 +780,338 @@ Test(validate, catches_a_magazine_entry_held_twice_or_lost)
 	lfp_store32_relaxed(&g->count, n);
 	assert_valid(p, 2048);
 	lfp_pool_destroy(p);
+}
+
+/* ======================================================================== */
+/* Review R1: bad input on every public call, and stale cache handles. */
+TestSuite(bad_input);
+
+/* A pool laid out in caller memory and then destroyed: the region stays
+ * mapped, so every call must notice the dead magic instead of using it. */
+struct dead_region {
+	void *mem;
+	lfp_pool_t *p;
+	void *blk; /* a block address of the dead pool */
+};
+
+static struct dead_region dead_region_make(unsigned flags)
+{
+	lfp_pool_config_t c = cfg(64, 1024);
+	c.flags = flags;
+	size_t size = lfp_pool_region_size(&c);
+	struct dead_region d = { aligned_alloc(64, (size + 63) & ~(size_t)63), NULL, NULL };
+	cr_assert_not_null(d.mem);
+	cr_assert_eq(lfp_pool_init(d.mem, size, &c, &d.p), 0);
+	d.blk = lfp_pool_alloc(d.p);
+	cr_assert_not_null(d.blk);
+	cr_assert_eq(lfp_pool_free(d.p, d.blk), 0);
+	cr_assert_eq(lfp_pool_destroy(d.p), 0);
+	return d;
+}
+
+/* One row per public call taking a pool: what it must return for a pool
+ * that is not live (NULL, or destroyed with its memory still mapped). */
+struct bad_row {
+	const char *call;
+	bool (*ok)(lfp_pool_t *p, void *blk); /* true: the documented error */
+};
+
+static bool row_alloc(lfp_pool_t *p, void *b)
+{
+	(void)b;
+	errno = 0;
+	return lfp_pool_alloc(p) == NULL && errno == EINVAL;
+}
+static bool row_free(lfp_pool_t *p, void *b) { return lfp_pool_free(p, b) == -EINVAL; }
+static bool row_free_null(lfp_pool_t *p, void *b)
+{
+	(void)b;
+	return lfp_pool_free(p, NULL) == -EINVAL;
+}
+static bool row_destroy(lfp_pool_t *p, void *b)
+{
+	(void)b;
+	return lfp_pool_destroy(p) == -EINVAL;
+}
+static bool row_index(lfp_pool_t *p, void *b) { return lfp_pool_index(p, b) == -EINVAL; }
+static bool row_ptr(lfp_pool_t *p, void *b)
+{
+	(void)b;
+	return lfp_pool_ptr(p, 0) == NULL;
+}
+static bool row_contains(lfp_pool_t *p, void *b) { return !lfp_pool_contains(p, b); }
+static bool row_capacity(lfp_pool_t *p, void *b)
+{
+	(void)b;
+	return lfp_pool_capacity(p) == 0 && lfp_pool_block_size(p) == 0;
+}
+static bool row_free_count(lfp_pool_t *p, void *b)
+{
+	(void)b;
+	return lfp_pool_free_count(p) == 0;
+}
+static bool row_stats(lfp_pool_t *p, void *b)
+{
+	lfp_pool_stats_t st;
+	(void)b;
+	return lfp_pool_stats(p, &st) == -EINVAL && lfp_pool_stats(p, NULL) == -EINVAL;
+}
+static bool row_validate(lfp_pool_t *p, void *b)
+{
+	lfp_pool_report_t r;
+	(void)b;
+	return lfp_pool_validate(p, &r) == -EINVAL && r.error != NULL &&
+	       lfp_pool_validate(p, NULL) == -EINVAL;
+}
+static bool row_alloc_bulk(lfp_pool_t *p, void *b)
+{
+	void *out[4] = { b, b, b, b };
+	return lfp_pool_alloc_bulk(p, out, 4) == -EINVAL && out[0] == b &&
+	       lfp_pool_alloc_bulk(p, out, 0) == -EINVAL &&
+	       lfp_pool_alloc_bulk(p, NULL, SIZE_MAX) == -EINVAL;
+}
+static bool row_free_bulk(lfp_pool_t *p, void *b)
+{
+	void *in[2] = { b, NULL };
+	return lfp_pool_free_bulk(p, in, 2) == -EINVAL && lfp_pool_free_bulk(p, NULL, SIZE_MAX) == -EINVAL;
+}
+static bool row_cache(lfp_pool_t *p, void *b)
+{
+	(void)b;
+	errno = 0;
+	return lfp_pool_cache(p) == NULL && errno == EINVAL;
+}
+static bool row_cache_flush(lfp_pool_t *p, void *b)
+{
+	(void)b;
+	return lfp_pool_cache_flush(p) == -EINVAL;
+}
+
+static const struct bad_row bad_rows[] = {
+	{ "lfp_pool_alloc", row_alloc },
+	{ "lfp_pool_free", row_free },
+	{ "lfp_pool_free(NULL)", row_free_null },
+	{ "lfp_pool_destroy", row_destroy },
+	{ "lfp_pool_index", row_index },
+	{ "lfp_pool_ptr", row_ptr },
+	{ "lfp_pool_contains", row_contains },
+	{ "lfp_pool_capacity/_block_size", row_capacity },
+	{ "lfp_pool_free_count", row_free_count },
+	{ "lfp_pool_stats", row_stats },
+	{ "lfp_pool_validate", row_validate },
+	{ "lfp_pool_alloc_bulk", row_alloc_bulk },
+	{ "lfp_pool_free_bulk", row_free_bulk },
+	{ "lfp_pool_cache", row_cache },
+	{ "lfp_pool_cache_flush", row_cache_flush },
+};
+
+Test(bad_input, every_call_on_a_null_or_destroyed_pool_gives_its_documented_error)
+{
+	static const unsigned modes[] = { 0, LFP_POOL_NO_CACHE, LFP_POOL_CHECKED | LFP_POOL_STATS };
+	for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+		struct dead_region d = dead_region_make(modes[m]);
+		for (size_t r = 0; r < sizeof bad_rows / sizeof bad_rows[0]; r++) {
+			cr_assert(bad_rows[r].ok(NULL, d.blk), "%s(NULL pool)", bad_rows[r].call);
+			cr_assert(bad_rows[r].ok(d.p, d.blk), "%s(destroyed pool, flags %#x)",
+				  bad_rows[r].call, modes[m]);
+		}
+		/* the dead region is still dead, not half-revived */
+		cr_assert_eq(((struct lfp_pool *)d.mem)->magic, LFPI_POOL_DEAD);
+		free(d.mem);
+	}
+}
+
+/* Pointers a live pool must refuse with -EINVAL (free, index, bulk free)
+ * and leave the pool as it was. */
+Test(bad_input, foreign_interior_and_misaligned_pointers_change_nothing)
+{
+	static const unsigned modes[] = { 0, LFP_POOL_NO_CACHE, LFP_POOL_CHECKED | LFP_POOL_STATS };
+	for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+		lfp_pool_config_t c = cfg(40, 1024);
+		c.flags = modes[m];
+		c.block_align = 8;
+		lfp_pool_t *p = make(c), *q = make(c);
+		char *a = lfp_pool_alloc(p), *other = lfp_pool_alloc(q);
+		cr_assert_not_null(a);
+		int stack_word;
+		char *const bad[] = {
+			a + 1, a + 8, a + 39, /* inside a block, aligned or not */
+			a - 8, (char *)p,      /* before the blocks: the header */
+			other,                 /* a block of another pool */
+			(char *)&stack_word,   /* not a pool at all */
+			(char *)lfp_pool_ptr(p, 1023) + 40, /* one past the end */
+			(char *)(uintptr_t)UINTPTR_MAX,
+		};
+		for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+			cr_assert_eq(lfp_pool_free(p, bad[i]), -EINVAL, "free bad[%zu] flags %#x", i, modes[m]);
+			cr_assert_eq(lfp_pool_index(p, bad[i]), -EINVAL, "index bad[%zu]", i);
+			void *pair[2] = { a, bad[i] };
+			cr_assert_eq(lfp_pool_free_bulk(p, pair, 2), -EINVAL, "bulk bad[%zu]", i);
+			lfp_cache_t *h = lfp_pool_cache(p);
+			cr_assert_not_null(h);
+			cr_assert_eq(lfp_cache_free(h, bad[i]), -EINVAL, "cache free bad[%zu]", i);
+		}
+		assert_valid(p, 1023);
+		cr_assert_eq(lfp_pool_free(p, a), 0);
+		cr_assert_eq(lfp_pool_free(q, other), 0);
+		assert_valid(p, 1024);
+		assert_valid(q, 1024);
+		lfp_pool_destroy(p);
+		lfp_pool_destroy(q);
+	}
+}
+
+/* Bug: lfp_cache_alloc / lfp_cache_free (inline) dereferenced a NULL
+ * handle, which is what lfp_pool_cache returns on ENOSPC/EINVAL. */
+Test(bad_input, null_cache_handle_inline_calls_are_einval)
+{
+	int x;
+	errno = 0;
+	cr_assert_null(lfp_cache_alloc(NULL));
+	cr_assert_eq(errno, EINVAL);
+	cr_assert_eq(lfp_cache_free(NULL, &x), -EINVAL);
+	cr_assert_eq(lfp_cache_free(NULL, NULL), -EINVAL);
+	errno = 0;
+	cr_assert_null(lfp_cache_alloc_slow(NULL));
+	cr_assert_eq(errno, EINVAL);
+	cr_assert_eq(lfp_cache_free_slow(NULL, &x), -EINVAL);
+}
+
+/* Bug: after lfp_pool_destroy of an lfp_pool_init'ed region (still mapped),
+ * a kept lfp_pool_cache() handle's inline path went on popping blocks out of
+ * the dead region's magazine and pushing into it. */
+Test(bad_input, stale_handle_after_destroy_of_an_initialised_region_is_einval)
+{
+	lfp_pool_config_t c = cfg(64, 1024);
+	size_t size = lfp_pool_region_size(&c);
+	void *mem = aligned_alloc(64, (size + 63) & ~(size_t)63);
+	lfp_pool_t *p;
+	cr_assert_eq(lfp_pool_init(mem, size, &c, &p), 0);
+	lfp_cache_t *h = lfp_pool_cache(p);
+	cr_assert_not_null(h);
+	void *a = lfp_cache_alloc(h), *b = lfp_cache_alloc(h);
+	cr_assert_not_null(b);
+	cr_assert_eq(lfp_cache_free(h, b), 0); /* the magazine holds blocks */
+	cr_assert_eq(lfp_pool_destroy(p), 0);
+	errno = 0;
+	cr_assert_null(lfp_cache_alloc(h), "a block out of a destroyed pool");
+	cr_assert_eq(errno, EINVAL);
+	cr_assert_eq(lfp_cache_free(h, a), -EINVAL, "a free into a destroyed pool");
+	cr_assert_eq(((struct lfp_pool *)mem)->magic, LFPI_POOL_DEAD);
+	/* a new pool in the same memory is not reached through the old handle */
+	cr_assert_eq(lfp_pool_init(mem, size, &c, &p), 0);
+	errno = 0;
+	cr_assert_null(lfp_cache_alloc(h));
+	cr_assert_eq(errno, EINVAL);
+	assert_valid(p, 1024);
+	cr_assert_eq(lfp_pool_destroy(p), 0);
+	free(mem);
+}
+
+struct stale_arg {
+	lfp_pool_t *p;
+	pthread_barrier_t *bar;
+	void *got;
+	int alloc_errno, free_rc;
+};
+
+static void *use_handle_after_destroy(void *v)
+{
+	struct stale_arg *a = v;
+	lfp_cache_t *h = lfp_pool_cache(a->p);
+	void *x = lfp_cache_alloc(h), *y = lfp_cache_alloc(h);
+	lfp_cache_free(h, y);
+	pthread_barrier_wait(a->bar); /* main destroys the pool */
+	pthread_barrier_wait(a->bar);
+	errno = 0;
+	a->got = lfp_cache_alloc(h);
+	a->alloc_errno = errno;
+	a->free_rc = lfp_cache_free(h, x);
+	return NULL;
+}
+
+/* The same bug, with the handle held by another thread than the destroyer. */
+Test(bad_input, stale_handle_of_another_thread_after_destroy_is_einval)
+{
+	lfp_pool_config_t c = cfg(64, 1024);
+	size_t size = lfp_pool_region_size(&c);
+	void *mem = aligned_alloc(64, (size + 63) & ~(size_t)63);
+	lfp_pool_t *p;
+	cr_assert_eq(lfp_pool_init(mem, size, &c, &p), 0);
+	pthread_barrier_t bar;
+	pthread_barrier_init(&bar, NULL, 2);
+	struct stale_arg a = { p, &bar, NULL, 0, 0 };
+	pthread_t t;
+	pthread_create(&t, NULL, use_handle_after_destroy, &a);
+	pthread_barrier_wait(&bar);
+	cr_assert_eq(lfp_pool_destroy(p), 0);
+	pthread_barrier_wait(&bar);
+	pthread_join(t, NULL);
+	cr_assert_null(a.got, "a block out of a destroyed pool");
+	cr_assert_eq(a.alloc_errno, EINVAL);
+	cr_assert_eq(a.free_rc, -EINVAL);
+	pthread_barrier_destroy(&bar);
+	free(mem);
+}
+
+/* Bug: in a fork child, the kept lfp_pool_cache() handle of a shared pool
+ * (whose slot belongs to the parent's thread and is forgotten in the child)
+ * still pointed at the parent's loaded magazine, so child and parent popped
+ * the same blocks. The child's handle must now refuse with EINVAL. */
+Test(bad_input, fork_child_handle_of_a_shared_pool_is_einval)
+{
+	lfp_pool_config_t c = cfg(64, 1024);
+	size_t size = lfp_pool_region_size(&c);
+	void *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(mem, MAP_FAILED);
+	lfp_pool_t *p;
+	cr_assert_eq(lfp_pool_init(mem, size, &c, &p), 0);
+	p->flags |= LFPI_POOL_SHARED; /* as the shared-memory layer marks it */
+	lfp_cache_t *h = lfp_pool_cache(p);
+	cr_assert_not_null(h);
+	void *a = lfp_cache_alloc(h), *b = lfp_cache_alloc(h);
+	cr_assert_not_null(b);
+	cr_assert_eq(lfp_cache_free(h, b), 0); /* the parent's magazine holds blocks */
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		errno = 0;
+		void *x = lfp_cache_alloc(h);
+		int e = errno;
+		_exit(x == NULL && e == EINVAL && lfp_cache_free(h, a) == -EINVAL ? 0 : 1);
+	}
+	int st = 0;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child used the parent's magazine");
+	cr_assert_eq(lfp_cache_free(h, a), 0);
+	assert_valid(p, 1024);
+	cr_assert_eq(lfp_pool_destroy(p), 0);
+	munmap(mem, size);
+}
+
+/* Bug: lfp_pool_destroy forgot the thread-table entries only of pools with
+ * a cache area, so each lfp_pool_cache() handle of a destroyed
+ * LFP_POOL_NO_CACHE pool stayed pinned with a stale key, and after a few
+ * pools at one address the thread got ENOSPC. */
+Test(bad_input, handles_of_destroyed_no_cache_pools_do_not_fill_the_table)
+{
+	lfp_pool_config_t c = cfg(64, 64);
+	c.flags = LFP_POOL_NO_CACHE;
+	size_t size = lfp_pool_region_size(&c);
+	void *mem = aligned_alloc(64, (size + 63) & ~(size_t)63);
+	for (int r = 0; r < 100; r++) {
+		lfp_pool_t *p;
+		cr_assert_eq(lfp_pool_init(mem, size, &c, &p), 0);
+		errno = 0;
+		lfp_cache_t *h = lfp_pool_cache(p);
+		cr_assert_not_null(h, "round %d: %s", r, strerror(errno));
+		void *a = lfp_cache_alloc(h);
+		cr_assert_not_null(a);
+		cr_assert_eq(lfp_cache_free(h, a), 0);
+		cr_assert_eq(lfp_pool_destroy(p), 0);
+		errno = 0;
+		cr_assert_null(lfp_cache_alloc(h), "round %d: stale handle", r);
+		cr_assert_eq(errno, EINVAL);
+	}
+	free(mem);
 }

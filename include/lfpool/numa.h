@@ -51,7 +51,8 @@ LFP_API lfp_pool_t *lfp_pool_create_on_node(const lfp_pool_config_t *cfg, int no
  * with lfp_pool_init(). Call it before the pages are first written.
  * @return 0; -EINVAL (NULL mem, size 0, node out of range), -ENOSYS,
  *         -EXDEV as for lfp_pool_create_on_node.
- * Concurrency: any; the caller owns the range. Progress: blocking (mbind).
+ * Concurrency: any; the caller owns the range. Ordering: none. Progress:
+ * blocking (mbind).
  */
 LFP_API int lfp_numa_bind_region(void *mem, size_t size, int node);
 
@@ -66,8 +67,8 @@ LFP_API int lfp_numa_bind_region(void *mem, size_t size, int node);
  * @return 0; -EBADF (fd < 0 or not open); -EACCES, -ENODEV (fd cannot be
  *         mapped shared); -EINVAL (node out of range); -ENOMEM; -ENOSYS,
  *         -EXDEV as for lfp_pool_create_on_node.
- * Concurrency: any; pages already allocated keep their place. Progress:
- * blocking (mmap, mbind).
+ * Concurrency: any; pages already allocated keep their place. Ordering:
+ * none. Progress: blocking (mmap, mbind).
  */
 LFP_API int lfp_numa_bind_fd(int fd, size_t size, int node);
 
@@ -76,7 +77,7 @@ LFP_API int lfp_numa_bind_fd(int fd, size_t size, int node);
  * @return the logical node index; -EINVAL for NULL; -ENOENT if the page is
  *         not resident or lies on several nodes; -ENOSYS without topology
  *         or memory-location support.
- * Concurrency: any. Progress: blocking (a system call).
+ * Concurrency: any. Ordering: none. Progress: blocking (a system call).
  */
 LFP_API int lfp_numa_node_of(const void *addr);
 
