@@ -1250,6 +1250,16 @@ void *lfp_heap_calloc(lfp_heap_t *h, size_t n, size_t size)
 	return p;
 }
 
+/* p is an allocated block of class pool `pool` (the pool's own double-free
+ * test, pool.c: its state word reads LFPI_ALLOC). A freed or cached block -
+ * a stale pointer handed to realloc - reads LFPI_CACHED or a free link. */
+static bool pool_block_live(const lfp_pool_t *pool, const void *p)
+{
+	int64_t i = lfp_pool_index(pool, p);
+	/* K2: relaxed, as lfp_pool_free's check: the holder reads its own mark */
+	return i >= 0 && lfp_load32_relaxed(&lfpi_next(pool)[i]) == LFPI_ALLOC;
+}
+
 size_t lfp_heap_usable_size(lfp_heap_t *h, const void *p)
 {
 	if (!heap_live(h) || p == NULL)
@@ -1258,7 +1268,7 @@ size_t lfp_heap_usable_size(lfp_heap_t *h, const void *p)
 	rcu_lock();
 	struct owner o = owner_of(h, p);
 	if (o.kind == DIR_POOL) {
-		if (lfp_pool_index(o.obj, p) >= 0)
+		if (pool_block_live(o.obj, p))
 			n = lfp_pool_block_size(o.obj);
 	} else if (o.kind == DIR_HUGE) {
 		if (o.obj == p)
@@ -1288,7 +1298,7 @@ void *lfp_heap_realloc(lfp_heap_t *h, void *p, size_t n)
 	size_t old = 0;
 	bool valid = false;
 	if (o.kind == DIR_POOL) {
-		valid = lfp_pool_index(o.obj, p) >= 0;
+		valid = pool_block_live(o.obj, p);
 		old = lfp_pool_block_size(o.obj);
 	} else if (o.kind == DIR_HUGE) {
 		valid = o.obj == p;

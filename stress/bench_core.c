@@ -137,6 +137,7 @@ static struct sample run_cas(long n, int per_iter)
 		v++;
 		if (per_iter == 2) {
 			e = v;
+			/* release, failure relaxed: the measured CAS; nothing pairs */
 			while (!lfp_cas64_weak_release(&cas_line.word, &e, v + 1))
 				e = v;
 			v++;
@@ -295,22 +296,23 @@ static void *thr_main(void *arg)
 				uint64_t e = lfp_load64_acquire(&two.word);
 				while (!lfp_cas64_weak_acquire(&two.word, &e, e + 1))
 					;
-				e = lfp_load64_relaxed(&two.word);
+				e = lfp_load64_relaxed(&two.word); /* relaxed: the CAS re-checks */
+				/* release: the cost of push's R1; nothing pairs */
 				while (!lfp_cas64_weak_release(&two.word, &e, e + 1))
 					;
 			}
 			if (k % BEAT == 0)
-				lfp_store64_relaxed(mine, (uint64_t)(n + k));
+				lfp_store64_relaxed(mine, (uint64_t)(n + k)); /* relaxed: a progress beat */
 		}
 		double ew = now_ns(CLOCK_MONOTONIC), ec = now_ns(CLOCK_THREAD_CPUTIME_ID);
-		uint64_t o1 = lfp_load64_relaxed(other);
+		uint64_t o1 = lfp_load64_relaxed(other); /* relaxed: the peer's beat, a count */
 		n += CHUNK;
 		if (ec - cc >= 0.9 * (ew - cw) && o1 != o0) {
 			t->both_ns += ew - cw;
 			t->both_ops += CHUNK + (double)(o1 - o0);
 		}
 		if (t->id == 0 && now_ns(CLOCK_MONOTONIC) - w0 >= TWO_MS * 1e6)
-			lfp_store32_relaxed(&two.stop, 1);
+			lfp_store32_relaxed(&two.stop, 1); /* relaxed: a flag, no data */
 	}
 	t->cpu = now_ns(CLOCK_THREAD_CPUTIME_ID) - c0;
 	t->wall = now_ns(CLOCK_MONOTONIC) - w0;

@@ -22,6 +22,8 @@
  */
 #include <lfpool.h>
 
+#include "../atomics/lfp_atomic.h"
+
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,9 +46,11 @@ static unsigned nptr;
 
 /* a magazine like the cache's: count word + entries, and state words */
 static _Alignas(64) uint32_t mag[1 + K];
-static _Alignas(64) uint32_t marks[K];
+static _Alignas(64) lfp_atomic_u32 mag_count;
+static _Alignas(64) lfp_atomic_u32 marks[K];
 static struct fast {
-	uint32_t *top, *base, *end, *count, *marks;
+	uint32_t *top, *base, *end;
+	lfp_atomic_u32 *count, *marks;
 	char *blocks;
 	uint64_t span, mask;
 	uint32_t shift, mark_alloc;
@@ -71,11 +75,11 @@ NOINLINE static void loop_ptr(uint64_t n)
 			uint32_t x = *--t;                                               \
 			f->top = t;                                                      \
 			if (COUNT)                                                       \
-				__atomic_store_n(f->count, (uint32_t)(t - f->base),      \
-						 __ATOMIC_RELAXED);                      \
+				lfp_store32_relaxed(f->count, /* relaxed: as K1 */ \
+						    (uint32_t)(t - f->base));            \
 			if (MARKS)                                                       \
-				__atomic_store_n(&f->marks[x], f->mark_alloc,            \
-						 __ATOMIC_RELAXED);                      \
+				lfp_store32_relaxed(&f->marks[x], /* K2: relaxed */      \
+						    f->mark_alloc);                      \
 			char *p = f->blocks + ((size_t)x << f->shift);                   \
 			*(volatile uint64_t *)(void *)p = i;                             \
 			uintptr_t off = (uintptr_t)p - (uintptr_t)f->blocks;             \
@@ -84,17 +88,17 @@ NOINLINE static void loop_ptr(uint64_t n)
 				return -1;                                               \
 			uint32_t j = (uint32_t)(off >> f->shift);                        \
 			if (MARKS) {                                                     \
-				if (__atomic_load_n(&f->marks[j], __ATOMIC_RELAXED) !=   \
+				if (lfp_load32_relaxed(&f->marks[j]) /* K2 */ !=         \
 				    f->mark_alloc)                                       \
 					return -1;                                       \
-				__atomic_store_n(&f->marks[j], 0xFFFFFFFBu,              \
-						 __ATOMIC_RELAXED);                      \
+				lfp_store32_relaxed(&f->marks[j], /* K2: relaxed */      \
+						    0xFFFFFFFBu);                        \
 			}                                                                \
 			*t++ = j;                                                        \
 			f->top = t;                                                      \
 			if (COUNT)                                                       \
-				__atomic_store_n(f->count, (uint32_t)(t - f->base),      \
-						 __ATOMIC_RELAXED);                      \
+				lfp_store32_relaxed(f->count, /* relaxed: as K1 */ \
+						    (uint32_t)(t - f->base));            \
 		}                                                                        \
 		return 0;                                                                \
 	}
@@ -149,11 +153,11 @@ int main(int argc, char **argv)
 	for (unsigned i = 0; i < K; i++) {
 		ptrs[i] = blocks + 64 * i;
 		mag[1 + i] = i;
-		marks[i] = 0xFFFFFFFBu;
+		lfp_init32(&marks[i], 0xFFFFFFFBu);
 	}
 	nptr = K;
-	mag[0] = K;
-	F = (struct fast){ &mag[1 + K], &mag[1], &mag[1 + K], &mag[0], marks, blocks, K * 64, 63, 6,
+	lfp_init32(&mag_count, K);
+	F = (struct fast){ &mag[1 + K], &mag[1], &mag[1 + K], &mag_count, marks, blocks, K * 64, 63, 6,
 			   0xFFFFFFFEu };
 
 	lfp_pool_config_t cfg = { .block_size = 64, .block_count = 1 << 16 };

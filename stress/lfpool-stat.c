@@ -79,6 +79,14 @@ static const char *op_name(uint32_t op)
 	return op < sizeof names / sizeof names[0] ? names[op] : "?";
 }
 
+/* The validate verdict of the region (counted only with the world stopped). */
+static const char *validate_word(const lfp_shm_report_t *r)
+{
+	if (!r->exact)
+		return "not run (snapshot)";
+	return r->validate == 0 ? "ok" : r->validate == -EAGAIN ? "not run" : "FAILED";
+}
+
 static void print_header(const char *what, const lfp_shm_info_t *in)
 {
 	char when[64] = "?";
@@ -226,16 +234,18 @@ int main(int argc, char **argv)
 		       strerror(-rc), r.error ? r.error : "-");
 		status = EXIT_CORRUPT;
 	} else if (r.unexplained > 0) {
-		printf("verdict: INCONSISTENT: %" PRIu64 " blocks neither free nor owned by anyone%s\n",
-		       r.unexplained, recover ? " (reclaimed)" : "");
+		printf("verdict: INCONSISTENT: %" PRIu64 " blocks neither free nor owned by anyone%s; "
+		       "validate: %s\n",
+		       r.unexplained, recover ? " (reclaimed)" : "", validate_word(&r));
 		status = EXIT_DIRTY;
 	} else if (!recover && (r.dead + r.departed > 0 || (r.exact && r.orphans > 0))) {
 		printf("verdict: %u dead and %u departed participants hold %" PRIu64
-		       " blocks (+%" PRIu64 " in flight): run %s --recover\n",
-		       r.dead, r.departed, r.dead_owned + r.dead_cached, r.orphans, prog);
+		       " blocks (+%" PRIu64 " in flight): run %s --recover; validate: %s\n",
+		       r.dead, r.departed, r.dead_owned + r.dead_cached, r.orphans, prog,
+		       validate_word(&r));
 		status = EXIT_DIRTY;
 	} else {
-		const char *v = r.validate == 0 ? "ok" : r.validate == -EAGAIN ? "not run" : "FAILED";
+		const char *v = validate_word(&r);
 		printf("verdict: consistent%s (free + owned + cached = %" PRIu64 " of %" PRIu64
 		       "; validate: %s)\n",
 		       r.exact ? "" : " as far as a snapshot shows",

@@ -741,17 +741,7 @@ static int run_single(const struct st_opts *o)
 	r->npools = plan.npools;
 	for (int i = 0; i < nthreads; i++)
 		r->pools[plan.place[i].pool].nthreads++;
-	lfp_init32(&r->go, 0);
-	lfp_init32(&r->stop, 0);
-	lfp_init32(&r->done, 0);
-	lfp_init32(&r->ready, 0);
-	lfp_init32(&r->abort, 0);
-	lfp_init64(&r->violations, 0);
-	for (int k = 0; k < VK_COUNT; k++)
-		lfp_init64(&r->vkind[k], 0);
-	for (int i = 0; i < 64; i++)
-		lfp_init64(&r->xslot[i].v, 0);
-	st_barrier_init(&r->bar, (uint32_t)nthreads);
+	st_run_init_sync(r, (uint32_t)nthreads);
 	res.nthreads = nthreads;
 	res.npools = r->npools;
 	res.validate_na = !r->pool_backend;

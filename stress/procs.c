@@ -134,17 +134,7 @@ __attribute__((noreturn)) static void worker_main(const struct st_opts *o, struc
 	r->procs_ctl = c;
 	r->nxslots = 64;
 	lfp_init64(&r->dead_stamps, 0);
-	lfp_init32(&r->go, 0);
-	lfp_init32(&r->stop, 0);
-	lfp_init32(&r->done, 0);
-	lfp_init32(&r->ready, 0);
-	lfp_init32(&r->abort, 0);
-	lfp_init64(&r->violations, 0);
-	for (int k = 0; k < VK_COUNT; k++)
-		lfp_init64(&r->vkind[k], 0);
-	for (int i = 0; i < 64; i++)
-		lfp_init64(&r->xslot[i].v, 0);
-	st_barrier_init(&r->bar, (uint32_t)T);
+	st_run_init_sync(r, (uint32_t)T);
 	r->rings = aligned_alloc(LFP_CACHE_LINE, sizeof(struct st_ring) * (size_t)(T / 2 + 1));
 	if (!r->rings)
 		_exit(ST_EXIT_ERROR);

@@ -363,6 +363,9 @@ struct st_run {
 /* workloads.c */
 void *st_worker(void *arg);
 void st_barrier_init(struct st_barrier *b, uint32_t n);
+/* Zero a run's control words, counters and hand-off slots; arm its start
+ * barrier for nthreads (before any worker starts). */
+void st_run_init_sync(struct st_run *r, uint32_t nthreads);
 /* Report a violation (counted, the first ones printed with detail). */
 void st_violation(struct st_run *run, struct st_thread *t, enum st_vkind kind, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));

@@ -365,6 +365,21 @@ void st_barrier_init(struct st_barrier *b, uint32_t n)
 	b->n = n;
 }
 
+void st_run_init_sync(struct st_run *r, uint32_t nthreads)
+{
+	lfp_init32(&r->go, 0);
+	lfp_init32(&r->stop, 0);
+	lfp_init32(&r->done, 0);
+	lfp_init32(&r->ready, 0);
+	lfp_init32(&r->abort, 0);
+	lfp_init64(&r->violations, 0);
+	for (int k = 0; k < VK_COUNT; k++)
+		lfp_init64(&r->vkind[k], 0);
+	for (int i = 0; i < 64; i++)
+		lfp_init64(&r->xslot[i].v, 0);
+	st_barrier_init(&r->bar, nthreads);
+}
+
 /* Wait for all b->n parties; the last to arrive runs leader(arg) first.
  * B1: the arrival CAS is acq_rel, so the leader (whose CAS reads the chain of
  * every earlier arrival) sees everything the others did before arriving.

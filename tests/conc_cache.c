@@ -27,56 +27,12 @@
  * Output: the seed line, then one result line. Exit 0 pass, 1 violation,
  * 2 usage, 3 watchdog (tests/lfp_test.h).
  */
+#define LFPT_RING_CAP 64u
 #include "lfp_test.h"
 
 #include <lfpool.h>
 
 #include <sched.h>
-
-#define RING_CAP 64u /* power of two */
-
-struct msg {
-	void *blk;
-	uint32_t owner;
-	uint64_t seq;
-};
-
-/* SPSC ring. C1 producer's release store of tail publishes the slot and the
- * block's stamp, pairs with C2 (consumer's acquire load of tail); C3
- * consumer's release store of head returns the slot, pairs with C4. */
-struct ring {
-	LFP_CACHE_ALIGNED lfp_atomic_u32 tail; /* producer writes */
-	LFP_CACHE_ALIGNED lfp_atomic_u32 head; /* consumer writes */
-	struct msg slot[RING_CAP];
-};
-
-static bool ring_push(struct ring *r, const struct msg *m)
-{
-	uint32_t t = lfp_load32_relaxed(&r->tail); /* relaxed: we are its only writer */
-	uint32_t h = lfp_load32_acquire(&r->head); /* C4: pairs with C3 */
-	if (t - h == RING_CAP)
-		return false;
-	r->slot[t & (RING_CAP - 1)] = *m;
-	lfp_store32_release(&r->tail, t + 1); /* C1: pairs with C2 */
-	return true;
-}
-
-static bool ring_has_room(struct ring *r)
-{
-	uint32_t t = lfp_load32_relaxed(&r->tail); /* relaxed: we are its only writer */
-	return t - lfp_load32_acquire(&r->head) < RING_CAP; /* C4: pairs with C3 */
-}
-
-static bool ring_pop(struct ring *r, struct msg *m)
-{
-	uint32_t h = lfp_load32_relaxed(&r->head); /* relaxed: we are its only writer */
-	uint32_t t = lfp_load32_acquire(&r->tail); /* C2: pairs with C1 */
-	if (t == h)
-		return false;
-	*m = r->slot[h & (RING_CAP - 1)];
-	lfp_store32_release(&r->head, h + 1); /* C3: pairs with C4 */
-	return true;
-}
 
 enum mode { MIXED, HANDOFF, EXIT };
 
@@ -99,7 +55,7 @@ struct held {
 struct worker {
 	uint32_t id; /* 1.. */
 	lfpt_rng_t rng;
-	struct ring *in, *out;
+	struct lfpt_ring *in, *out;
 	struct held *held;
 	uint64_t nheld;
 	uint64_t seq, allocs, frees, sent, received, empties;
@@ -203,8 +159,8 @@ static void free_one(struct worker *w, lfp_cache_t *c, struct held h, uint64_t h
 
 static void receive(struct worker *w, unsigned max)
 {
-	struct msg m;
-	for (unsigned k = 0; k < max && w->nheld < o.hold * 2 && ring_pop(w->in, &m); k++) {
+	struct lfpt_msg m;
+	for (unsigned k = 0; k < max && w->nheld < o.hold * 2 && lfpt_ring_pop(w->in, &m); k++) {
 		w->seq++;
 		if (lfpt_stamp_handoff(m.blk, blk_bytes, m.owner, m.seq, w->id, w->seq))
 			lfpt_owners_move(&owners, lfp_pool_index(pool, m.blk), m.owner, w->id);
@@ -297,7 +253,7 @@ static void *run_mixed(void *arg)
 			uint64_t k = (r >> 8) % w->nheld;
 			struct held h = w->held[k];
 			if (lfpt_stamp_check(h.blk, blk_bytes, w->id, h.seq, "send") &&
-			    ring_push(w->out, &(struct msg){ h.blk, w->id, h.seq })) {
+			    lfpt_ring_push(w->out, &(struct lfpt_msg){ h.blk, w->id, h.seq })) {
 				w->held[k] = w->held[--w->nheld];
 				w->sent++;
 				continue;
@@ -329,7 +285,7 @@ static void *run_mixed(void *arg)
 	return NULL;
 }
 
-static void take_received(struct worker *w, lfp_cache_t *c, const struct msg *m, unsigned k)
+static void take_received(struct worker *w, lfp_cache_t *c, const struct lfpt_msg *m, unsigned k)
 {
 	if (lfpt_stamp_check(m->blk, blk_bytes, m->owner, m->seq, "receive")) {
 		lfpt_stamp_release(m->blk, blk_bytes, m->owner, m->seq);
@@ -345,7 +301,7 @@ static void *run_handoff(void *arg)
 {
 	struct worker *w = arg;
 	uint64_t produced = 0, spins = 0;
-	struct msg m;
+	struct lfpt_msg m;
 
 	lfpt_barrier_wait(&start_line);
 	lfp_cache_t *c = lfp_pool_cache(pool);
@@ -357,12 +313,12 @@ static void *run_handoff(void *arg)
 				break;
 		}
 		bool progress = false;
-		if (produced < o.ops && ring_has_room(w->out)) {
+		if (produced < o.ops && lfpt_ring_has_room(w->out)) {
 			errno = 0;
 			void *blk = (spins & 1) ? lfp_cache_alloc(c) : lfp_pool_alloc(pool);
 			if (blk != NULL) {
 				got_block(w, blk);
-				if (ring_push(w->out, &(struct msg){ blk, w->id, w->seq })) {
+				if (lfpt_ring_push(w->out, &(struct lfpt_msg){ blk, w->id, w->seq })) {
 					produced++;
 					w->sent++;
 				} else {
@@ -376,14 +332,14 @@ static void *run_handoff(void *arg)
 			if (produced == o.ops)
 				lfp_store32_release(&w->done, 1); /* F1: after the last push; pairs with F2 */
 		}
-		for (unsigned k = 0; k < 8 && ring_pop(w->in, &m); k++) {
+		for (unsigned k = 0; k < 8 && lfpt_ring_pop(w->in, &m); k++) {
 			take_received(w, c, &m, k);
 			progress = true;
 		}
 		/* F2: acquire, pairs with F1: once upstream is done, its last
 		 * push is visible, so draining the ring now gets everything. */
 		if (produced >= o.ops && lfp_load32_acquire(&w->upstream->done)) {
-			for (unsigned k = 0; ring_pop(w->in, &m); k++)
+			for (unsigned k = 0; lfpt_ring_pop(w->in, &m); k++)
 				take_received(w, c, &m, k);
 			break;
 		}
@@ -402,9 +358,9 @@ static void *run_exit(void *arg)
 
 static void drain_rings(struct worker *ws, uint32_t me)
 {
-	struct msg m;
+	struct lfpt_msg m;
 	for (unsigned t = 0; t < o.threads; t++)
-		while (ring_pop(ws[t].out, &m)) {
+		while (lfpt_ring_pop(ws[t].out, &m)) {
 			if (lfpt_stamp_check(m.blk, blk_bytes, m.owner, m.seq, "drain")) {
 				lfpt_stamp_release(m.blk, blk_bytes, m.owner, m.seq);
 				lfpt_owners_move(&owners, lfp_pool_index(pool, m.blk), m.owner, 0);
@@ -496,7 +452,7 @@ int main(int argc, char **argv)
 	uint64_t allocs = 0, frees = 0, sent = 0, received = 0, empties = 0;
 	for (unsigned round = 0; round < o.rounds && !lfpt_should_stop(); round++) {
 		struct worker *ws = calloc(o.threads, sizeof *ws);
-		struct ring *rings = aligned_alloc(LFP_CACHE_LINE, sizeof *rings * o.threads);
+		struct lfpt_ring *rings = aligned_alloc(LFP_CACHE_LINE, sizeof *rings * o.threads);
 		if (ws == NULL || rings == NULL)
 			return LFPT_EXIT_USAGE;
 		memset(rings, 0, sizeof *rings * o.threads);

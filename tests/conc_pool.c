@@ -28,6 +28,7 @@
  * 2 usage, 3 watchdog (lfp_test.h). The first violation makes every thread
  * stop early (unless --no-stop) so a broken build fails fast.
  */
+#define LFPT_RING_CAP 16u /* a small ring: producers often find it full */
 #include "lfp_test.h"
 
 #include <lfpool.h>
@@ -37,47 +38,6 @@
 #include <stdalign.h>
 #include <sys/syscall.h>
 #include <time.h>
-
-#define RING_CAP 16u /* power of two */
-
-struct msg {
-	void *blk;
-	uint32_t owner;
-	uint64_t seq;
-};
-
-/* Single-producer single-consumer ring from thread i to thread i+1.
- * Labels: C1 producer's release store of tail publishes the slot (and the
- * block's stamp) and pairs with C2, the consumer's acquire load of tail;
- * C3 consumer's release store of head hands the slot back, pairs with C4,
- * the producer's acquire load of head. */
-struct ring {
-	LFP_CACHE_ALIGNED lfp_atomic_u32 tail; /* written by the producer only */
-	LFP_CACHE_ALIGNED lfp_atomic_u32 head; /* written by the consumer only */
-	struct msg slot[RING_CAP];             /* owned per C1..C4 */
-};
-
-static bool ring_push(struct ring *r, const struct msg *m)
-{
-	uint32_t t = lfp_load32_relaxed(&r->tail); /* relaxed: we are its only writer */
-	uint32_t h = lfp_load32_acquire(&r->head); /* C4: pairs with C3 */
-	if (t - h == RING_CAP)
-		return false;
-	r->slot[t & (RING_CAP - 1)] = *m;
-	lfp_store32_release(&r->tail, t + 1); /* C1: pairs with C2 */
-	return true;
-}
-
-static bool ring_pop(struct ring *r, struct msg *m)
-{
-	uint32_t h = lfp_load32_relaxed(&r->head); /* relaxed: we are its only writer */
-	uint32_t t = lfp_load32_acquire(&r->tail); /* C2: pairs with C1 */
-	if (h == t)
-		return false;
-	*m = r->slot[h & (RING_CAP - 1)];
-	lfp_store32_release(&r->head, h + 1); /* C3: pairs with C4 */
-	return true;
-}
 
 struct opts {
 	unsigned threads;
@@ -101,7 +61,7 @@ struct held {
 struct worker {
 	/* Set by main before the threads start; read-only afterwards. */
 	unsigned id; /* owner id = index + 1 (0 means "the pool") */
-	struct ring *in, *out;
+	struct lfpt_ring *in, *out;
 	struct held *held;
 	/* Owner thread only; read by main after join. */
 	lfpt_rng_t rng;
@@ -143,8 +103,8 @@ static void give_back(uint32_t me, void *blk, uint64_t seq, uint64_t *frees)
  * `keep`, else free them. */
 static void receive(struct worker *w, unsigned max, bool keep)
 {
-	struct msg m;
-	for (unsigned k = 0; k < max && ring_pop(w->in, &m); k++) {
+	struct lfpt_msg m;
+	for (unsigned k = 0; k < max && lfpt_ring_pop(w->in, &m); k++) {
 		w->received++;
 		uint64_t seq = ++w->seq;
 		lfpt_stamp_handoff(m.blk, blk_bytes, m.owner, m.seq, w->id, seq);
@@ -264,7 +224,7 @@ static void *run_worker(void *arg)
 		ops++;
 		if (o.handoff && ((r >> 1) & 3) == 0 &&
 		    lfpt_stamp_check(h.blk, blk_bytes, w->id, h.seq, "send") &&
-		    ring_push(w->out, &(struct msg){ h.blk, w->id, h.seq })) {
+		    lfpt_ring_push(w->out, &(struct lfpt_msg){ h.blk, w->id, h.seq })) {
 			w->sent++;
 			continue;
 		}
@@ -280,7 +240,7 @@ static void *run_worker(void *arg)
 	/* Serve the inbox until every sender is done, so blocks sent to us do
 	 * not sit idle while others still want them. */
 	while (o.handoff && lfp_load32_acquire(&finished) < o.threads) { /* F2: pairs with F1 */
-		receive(w, RING_CAP, false);
+		receive(w, LFPT_RING_CAP, false);
 		sched_yield();
 	}
 	if (o.preempt)
@@ -421,8 +381,8 @@ int main(int argc, char **argv)
 	}
 
 	struct worker *w = calloc(o.threads, sizeof *w);
-	/* aligned_alloc: struct ring is cache-line aligned (sizeof is a multiple). */
-	struct ring *rings = aligned_alloc(LFP_CACHE_LINE, o.threads * sizeof *rings);
+	/* aligned_alloc: struct lfpt_ring is cache-line aligned (sizeof is a multiple). */
+	struct lfpt_ring *rings = aligned_alloc(LFP_CACHE_LINE, o.threads * sizeof *rings);
 	if (w == NULL || rings == NULL)
 		return LFPT_EXIT_USAGE;
 	memset(rings, 0, o.threads * sizeof *rings);
@@ -444,8 +404,8 @@ int main(int argc, char **argv)
 	/* Quiescent from here: join ordered every worker's writes before us. */
 	uint64_t allocs = 0, frees = 0, empties = 0, sent = 0, received = 0, drained = 0;
 	for (unsigned i = 0; i < o.threads; i++) {
-		struct msg m;
-		while (ring_pop(&rings[i], &m)) {
+		struct lfpt_msg m;
+		while (lfpt_ring_pop(&rings[i], &m)) {
 			drained++;
 			lfpt_stamp_check(m.blk, blk_bytes, m.owner, m.seq, "drain");
 			lfpt_stamp_write(m.blk, blk_bytes, LFPT_CANARY_LIVE, o.threads + 1, drained);

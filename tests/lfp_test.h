@@ -514,4 +514,180 @@ static inline int lfpt_exit_status(void)
 	return lfpt_violations() == 0 ? LFPT_EXIT_PASS : LFPT_EXIT_FAIL;
 }
 
+/* ---- malloc-lab trace replay (tests that read ../shared/traces) ----------
+ * A minimal reader of the CS:APP trace format (../shared/traces/malloclab/
+ * FORMAT.md: four header integers, then "a id size", "r id size", "f id"
+ * lines; a missing size reuses the last one, as the driver's fscanf does)
+ * and a replay with content checks, shared by test_heap.c and
+ * test_frontend.c. stress/lfpool-replay.c is the full tool. The traces are
+ * read at run time only: a missing file is reported as -1 so the caller can
+ * skip. */
+
+/** Ids a replayed trace may use (the corner traces use fewer). */
+#define LFPT_TRACE_MAX_IDS 64
+
+struct lfpt_trace_op {
+	char t;      /* 'a', 'r' or 'f' */
+	int id;      /* block id; -1 for realloc(NULL)/free(NULL) */
+	size_t size; /* 0 for a free */
+};
+
+/**
+ * Read up to max ops of trace `name`, relative to $LFP_TRACES (else
+ * ../shared/traces from the current directory).
+ * @return ops read; -1 if the file is absent (skip); -2 if it is malformed
+ *         or uses more than LFPT_TRACE_MAX_IDS ids (why says where).
+ */
+static inline long lfpt_trace_read(const char *name, struct lfpt_trace_op *ops, long max,
+				   char *why, size_t whylen)
+{
+	const char *root = getenv("LFP_TRACES");
+	char path[1024];
+	snprintf(path, sizeof path, "%s/%s", root && *root ? root : "../shared/traces", name);
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return -1;
+	long hdr[4], n = 0;
+	for (int i = 0; i < 4; i++)
+		if (fscanf(f, "%ld", &hdr[i]) != 1) {
+			snprintf(why, whylen, "%.300s: header", path);
+			fclose(f);
+			return -2;
+		}
+	size_t size = 0;
+	char line[256];
+	while (n < hdr[2] && n < max && fscanf(f, " %255[^\n]", line) == 1) {
+		char t;
+		int id;
+		long sz;
+		int k = sscanf(line, "%c %d %ld", &t, &id, &sz);
+		if (k < 2 || id < (t == 'a' ? 0 : -1) || id >= LFPT_TRACE_MAX_IDS) {
+			snprintf(why, whylen, "%.300s: bad line '%.150s'", path, line);
+			fclose(f);
+			return -2;
+		}
+		if (k == 3)
+			size = (size_t)sz;
+		ops[n++] = (struct lfpt_trace_op){ t, id, t == 'f' ? 0 : size };
+	}
+	fclose(f);
+	return n;
+}
+
+/** The allocator a trace is replayed on (h is passed to each call). */
+struct lfpt_trace_heap {
+	void *(*malloc_fn)(void *h, size_t n);
+	void *(*realloc_fn)(void *h, void *p, size_t n);
+	int (*free_fn)(void *h, void *p);
+	void *h;
+};
+
+/**
+ * Replay ops[0..n) on a: every block is filled with its id, realloc must
+ * keep the common prefix, realloc(p, 0) must return NULL, free must return
+ * 0. Blocks still live at the end stay allocated (the caller destroys the
+ * heap). @return 0, or -1 with why describing the first failure.
+ */
+static inline int lfpt_trace_replay(const struct lfpt_trace_op *ops, long n,
+				    const struct lfpt_trace_heap *a, char *why, size_t whylen)
+{
+	void *ptr[LFPT_TRACE_MAX_IDS] = { 0 };
+	size_t sz[LFPT_TRACE_MAX_IDS] = { 0 };
+	for (long i = 0; i < n; i++) {
+		int id = ops[i].id;
+		if (ops[i].t == 'a') {
+			ptr[id] = a->malloc_fn(a->h, ops[i].size);
+			if (ptr[id] == NULL) {
+				snprintf(why, whylen, "op %ld: malloc(%zu) failed", i, ops[i].size);
+				return -1;
+			}
+			sz[id] = ops[i].size;
+			memset(ptr[id], id, ops[i].size);
+		} else if (ops[i].t == 'r') {
+			void *old = id >= 0 ? ptr[id] : NULL;
+			void *q = a->realloc_fn(a->h, old, ops[i].size);
+			if (ops[i].size == 0) {
+				if (q != NULL) {
+					snprintf(why, whylen, "op %ld: realloc(p, 0) returned a block", i);
+					return -1;
+				}
+			} else {
+				if (q == NULL) {
+					snprintf(why, whylen, "op %ld: realloc(%zu) failed", i, ops[i].size);
+					return -1;
+				}
+				size_t keep = id < 0 ? 0 : sz[id] < ops[i].size ? sz[id] : ops[i].size;
+				for (size_t k = 0; k < keep; k++)
+					if (((unsigned char *)q)[k] != (unsigned char)id) {
+						snprintf(why, whylen, "op %ld: realloc lost byte %zu", i, k);
+						return -1;
+					}
+				memset(q, id, ops[i].size);
+			}
+			if (id >= 0) {
+				ptr[id] = q;
+				sz[id] = ops[i].size;
+			}
+		} else {
+			int rc = a->free_fn(a->h, id >= 0 ? ptr[id] : NULL);
+			if (rc != 0) {
+				snprintf(why, whylen, "op %ld: free returned %d", i, rc);
+				return -1;
+			}
+			if (id >= 0)
+				ptr[id] = NULL;
+		}
+	}
+	return 0;
+}
+
+/* ---- SPSC ring (only where the includer defines LFPT_RING_CAP) -----------
+ * A single-producer single-consumer ring of {block, owner, seq} messages for
+ * hand-off tests. LFPT_RING_CAP (a power of two) is set by the includer
+ * before including this header. Labels: C1 producer's release store of tail
+ * publishes the slot (and the block's stamp), pairs with C2, the consumer's
+ * acquire load of tail; C3 consumer's release store of head hands the slot
+ * back, pairs with C4, the producer's acquire load of head. */
+#ifdef LFPT_RING_CAP
+struct lfpt_msg {
+	void *blk;
+	uint32_t owner;
+	uint64_t seq;
+};
+
+struct lfpt_ring {
+	LFP_CACHE_ALIGNED lfp_atomic_u32 tail; /* written by the producer only */
+	LFP_CACHE_ALIGNED lfp_atomic_u32 head; /* written by the consumer only */
+	struct lfpt_msg slot[LFPT_RING_CAP];   /* owned per C1..C4 */
+};
+
+static inline bool lfpt_ring_push(struct lfpt_ring *r, const struct lfpt_msg *m)
+{
+	uint32_t t = lfp_load32_relaxed(&r->tail); /* relaxed: we are its only writer */
+	uint32_t h = lfp_load32_acquire(&r->head); /* C4: pairs with C3 */
+	if (t - h == LFPT_RING_CAP)
+		return false;
+	r->slot[t & (LFPT_RING_CAP - 1)] = *m;
+	lfp_store32_release(&r->tail, t + 1); /* C1: pairs with C2 */
+	return true;
+}
+
+static inline bool lfpt_ring_has_room(struct lfpt_ring *r)
+{
+	uint32_t t = lfp_load32_relaxed(&r->tail); /* relaxed: we are its only writer */
+	return t - lfp_load32_acquire(&r->head) < LFPT_RING_CAP; /* C4: pairs with C3 */
+}
+
+static inline bool lfpt_ring_pop(struct lfpt_ring *r, struct lfpt_msg *m)
+{
+	uint32_t h = lfp_load32_relaxed(&r->head); /* relaxed: we are its only writer */
+	uint32_t t = lfp_load32_acquire(&r->tail); /* C2: pairs with C1 */
+	if (h == t)
+		return false;
+	*m = r->slot[h & (LFPT_RING_CAP - 1)];
+	lfp_store32_release(&r->head, h + 1); /* C3: pairs with C4 */
+	return true;
+}
+#endif /* LFPT_RING_CAP */
+
 #endif /* LFP_TEST_H */

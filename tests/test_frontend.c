@@ -40,16 +40,6 @@ static void assert_valid(lfp_heap_t *h)
 	cr_assert_eq(rc, 0, "front end invalid: %s", why ? why : "?");
 }
 
-static uint64_t test_seed(const char *name)
-{
-	const char *e = getenv("LFP_SEED");
-	uint64_t seed = e && *e ? strtoull(e, NULL, 0) : lfpt_mix64((uint64_t)time(NULL) ^ (uint64_t)getpid());
-	printf("%s: seed=%llu (rerun: LFP_SEED=%llu)\n", name, (unsigned long long)seed,
-	       (unsigned long long)seed);
-	fflush(stdout);
-	return seed;
-}
-
 static void fill(unsigned char *p, size_t n, unsigned seed)
 {
 	for (size_t i = 0; i < n; i++)
@@ -299,6 +289,37 @@ Test(heap_edges, realloc_across_owners_keeps_content)
 	lfp_heap_destroy(h);
 }
 
+/* Regression (R2 review): realloc of a class block that was already freed
+ * returned it again (same class) or copied from it (another class), so the
+ * block had two owners: the free pool and the caller. It must be refused
+ * with EINVAL like any pointer that is not a live block, in plain and
+ * checked mode, and usable_size of it must be 0. */
+Test(heap_edges, realloc_of_freed_class_block_is_einval)
+{
+	static const unsigned modes[] = { 0, LFP_HEAP_CHECKED };
+	static const size_t to[] = { 100, 90, 5000, 100000, 3 * HUGE_T };
+	for (size_t m = 0; m < sizeof modes / sizeof *modes; m++) {
+		lfp_heap_t *h = mk(modes[m]);
+		void *keep = lfp_heap_malloc(h, 100);
+		void *p = lfp_heap_malloc(h, 100);
+		cr_assert(keep != NULL && p != NULL);
+		cr_assert_eq(lfp_heap_free(h, p), 0);
+		for (size_t i = 0; i < sizeof to / sizeof *to; i++) {
+			errno = 0;
+			cr_expect_null(lfp_heap_realloc(h, p, to[i]), "mode %u: realloc(freed, %zu)",
+				       modes[m], to[i]);
+			cr_expect_eq(errno, EINVAL, "mode %u: realloc(freed, %zu)", modes[m], to[i]);
+		}
+		cr_expect_eq(lfp_heap_usable_size(h, p), 0, "mode %u: usable_size(freed)", modes[m]);
+		lfp_heap_stats_t st;
+		lfp_heap_stats(h, &st);
+		cr_expect_eq(st.bad_frees, 0, "mode %u: nothing was freed twice", modes[m]);
+		assert_valid(h);
+		cr_expect_eq(lfp_heap_free(h, keep), 0);
+		lfp_heap_destroy(h);
+	}
+}
+
 Test(heap_edges, free_null_and_errno_in_every_owner)
 {
 	lfp_heap_t *h = mk(0);
@@ -522,49 +543,26 @@ static void diff_run(unsigned flags, uint64_t seed, unsigned ops)
 
 Test(heap_diff, random_ops_match_the_shadow, .timeout = 120)
 {
-	uint64_t seed = test_seed("heap_diff");
+	uint64_t seed = lfpt_seed_pick("heap_diff", NULL);
 	diff_run(0, seed, 60000);
 	diff_run(LFP_HEAP_CHECKED, seed + 1, 30000);
 }
 
 /* ---- traces (skipped without ../shared/traces) ------------------------------------------- */
 
-struct top {
-	char t;
-	int id;
-	size_t size;
-};
-
-/* Minimal reader; stress/lfpool-replay.c is the full tool. -1: absent. */
-static long read_trace(const char *name, struct top *ops, long max, int *nids)
+static void *trace_malloc(void *h, size_t n)
 {
-	const char *root = getenv("LFP_TRACES");
-	char path[1024];
-	snprintf(path, sizeof path, "%s/%s", root && *root ? root : "../shared/traces", name);
-	FILE *f = fopen(path, "r");
-	if (f == NULL)
-		return -1;
-	long hdr[4];
-	for (int i = 0; i < 4; i++)
-		cr_assert_eq(fscanf(f, "%ld", &hdr[i]), 1, "%s: header", path);
-	*nids = (int)hdr[1];
-	long n = 0;
-	size_t size = 0;
-	char line[256];
-	while (n < hdr[2] && n < max && fscanf(f, " %255[^\n]", line) == 1) {
-		char t;
-		int id;
-		long sz;
-		int k = sscanf(line, "%c %d %ld", &t, &id, &sz);
-		cr_assert_geq(k, 2, "%s: bad line '%s'", path, line);
-		if (k == 3)
-			size = (size_t)sz;
-		ops[n++] = (struct top){ t, id, t == 'f' ? 0 : size };
-		if (id >= *nids)
-			*nids = id + 1;
-	}
-	fclose(f);
-	return n;
+	return lfp_heap_malloc(h, n);
+}
+
+static void *trace_realloc(void *h, void *p, size_t n)
+{
+	return lfp_heap_realloc(h, p, n);
+}
+
+static int trace_free(void *h, void *p)
+{
+	return lfp_heap_free(h, p);
 }
 
 Test(heap_traces, corner_traces_replay_cleanly)
@@ -573,49 +571,21 @@ Test(heap_traces, corner_traces_replay_cleanly)
 					     "malloclab-autolab/malloc-free.rep",
 					     "malloclab-autolab/malloc.rep", "malloclab/short1-bal.rep",
 					     "malloclab/short2-bal.rep" };
-	static struct top ops[64];
+	static struct lfpt_trace_op ops[64];
+	char why[512] = "";
 	int ran = 0;
 	for (size_t t = 0; t < sizeof names / sizeof *names; t++) {
-		int nids = 0;
-		long n = read_trace(names[t], ops, 64, &nids);
-		if (n < 0)
+		long n = lfpt_trace_read(names[t], ops, 64, why, sizeof why);
+		if (n == -1)
 			continue;
+		cr_assert_geq(n, 0, "%s", why);
 		ran++;
 		lfp_heap_t *h = mk(LFP_HEAP_CHECKED);
-		void *ptr[64] = { 0 };
-		size_t sz[64] = { 0 };
-		cr_assert_leq(nids, 64);
-		for (long i = 0; i < n; i++) {
-			int id = ops[i].id;
-			if (ops[i].t == 'a') {
-				ptr[id] = lfp_heap_malloc(h, ops[i].size);
-				cr_assert_not_null(ptr[id], "%s op %ld", names[t], i);
-				sz[id] = ops[i].size;
-				memset(ptr[id], id, ops[i].size);
-			} else if (ops[i].t == 'r') {
-				void *old = id >= 0 ? ptr[id] : NULL;
-				void *q = lfp_heap_realloc(h, old, ops[i].size);
-				if (ops[i].size == 0) {
-					cr_assert_null(q, "%s op %ld: realloc(p, 0)", names[t], i);
-				} else {
-					cr_assert_not_null(q);
-					size_t keep = sz[id] < ops[i].size ? sz[id] : ops[i].size;
-					for (size_t k = 0; k < keep; k++)
-						cr_assert_eq(((unsigned char *)q)[k], (unsigned char)id);
-					memset(q, id, ops[i].size);
-				}
-				ptr[id] = q;
-				sz[id] = ops[i].size;
-			} else {
-				cr_assert_eq(lfp_heap_free(h, id >= 0 ? ptr[id] : NULL), 0, "%s op %ld",
-					     names[t], i);
-				if (id >= 0)
-					ptr[id] = NULL;
-			}
-		}
+		const struct lfpt_trace_heap a = { trace_malloc, trace_realloc, trace_free, h };
+		cr_assert_eq(lfpt_trace_replay(ops, n, &a, why, sizeof why), 0, "%s: %s", names[t], why);
 		assert_valid(h);
 		lfp_heap_destroy(h);
 	}
 	if (ran == 0)
-		cr_skip_test("../shared/traces absent");
+		cr_skip_test("../shared/traces absent (LFP_TRACES=%s)", getenv("LFP_TRACES") ? getenv("LFP_TRACES") : "");
 }

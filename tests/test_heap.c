@@ -40,16 +40,6 @@ static void assert_valid(lfp_flheap_t *h)
 	cr_assert_eq(rc, 0, "heap invalid: %s", why ? why : "?");
 }
 
-static uint64_t test_seed(const char *name)
-{
-	const char *e = getenv("LFP_SEED");
-	uint64_t seed = e && *e ? strtoull(e, NULL, 0) : lfpt_mix64((uint64_t)time(NULL) ^ (uint64_t)getpid());
-	printf("%s: seed=%llu (rerun: LFP_SEED=%llu)\n", name, (unsigned long long)seed,
-	       (unsigned long long)seed);
-	fflush(stdout);
-	return seed;
-}
-
 /* ---- configuration ---------------------------------------------------------- */
 
 Test(flheap_config, bad_configs_are_einval)
@@ -410,7 +400,7 @@ Test(flheap_region, sbrk_simulation_grows_and_fails_cleanly)
 
 Test(flheap_coalesce, free_everything_in_random_order_leaves_one_block)
 {
-	uint64_t seed = test_seed("flheap_coalesce");
+	uint64_t seed = lfpt_seed_pick("flheap_coalesce", NULL);
 	for (size_t f = 0; f < 4; f++)
 		for (size_t align = 8; align <= 16; align += 8) {
 			lfp_flheap_t *h = mk(fits[f], f == 1 ? LFP_FLHEAP_CHECKED : 0, align);
@@ -538,7 +528,7 @@ static void diff_run(unsigned fit, unsigned flags, size_t align, uint64_t seed, 
 
 Test(flheap_diff, random_ops_match_the_shadow, .timeout = 120)
 {
-	uint64_t seed = test_seed("flheap_diff");
+	uint64_t seed = lfpt_seed_pick("flheap_diff", NULL);
 	for (size_t f = 0; f < 4; f++) {
 		diff_run(fits[f], 0, 16, seed, f == LFP_FIT_SEGREGATED ? 40000 : 15000);
 		diff_run(fits[f], LFP_FLHEAP_CHECKED, 8, seed + 1, 10000);
@@ -573,43 +563,19 @@ Test(flheap_trim, trim_after_large_frees)
 
 /* ---- traces (skipped without ../shared/traces) ------------------------------------------- */
 
-/* Minimal reader for the replay checks below; stress/lfpool-replay.c is the
- * full tool. Returns ops read, or -1 if the file is absent. */
-struct top {
-	char t;
-	int id;
-	size_t size;
-};
-
-static long read_trace(const char *name, struct top *ops, long max, int *nids)
+static void *trace_malloc(void *h, size_t n)
 {
-	const char *root = getenv("LFP_TRACES");
-	char path[1024];
-	snprintf(path, sizeof path, "%s/%s", root && *root ? root : "../shared/traces", name);
-	FILE *f = fopen(path, "r");
-	if (f == NULL)
-		return -1;
-	long hdr[4];
-	for (int i = 0; i < 4; i++)
-		cr_assert_eq(fscanf(f, "%ld", &hdr[i]), 1, "%s: header", path);
-	*nids = (int)hdr[1];
-	long n = 0;
-	size_t size = 0;
-	char line[256];
-	while (n < hdr[2] && n < max && fscanf(f, " %255[^\n]", line) == 1) {
-		char t;
-		int id;
-		long sz;
-		int k = sscanf(line, "%c %d %ld", &t, &id, &sz);
-		cr_assert_geq(k, 2, "%s: bad line '%s'", path, line);
-		if (k == 3)
-			size = (size_t)sz; /* a missing size reuses the last (driver's fscanf) */
-		ops[n++] = (struct top){ t, id, t == 'f' ? 0 : size };
-		if (id >= *nids)
-			*nids = id + 1;
-	}
-	fclose(f);
-	return n;
+	return lfp_flheap_malloc(h, n);
+}
+
+static void *trace_realloc(void *h, void *p, size_t n)
+{
+	return lfp_flheap_realloc(h, p, n);
+}
+
+static int trace_free(void *h, void *p)
+{
+	return lfp_flheap_free(h, p);
 }
 
 Test(flheap_traces, corner_traces_replay_cleanly)
@@ -617,46 +583,18 @@ Test(flheap_traces, corner_traces_replay_cleanly)
 	static const char *const names[] = { "malloclab-autolab/corners.rep",
 					     "malloclab-autolab/malloc-free.rep",
 					     "malloclab/short1-bal.rep", "malloclab/short2-bal.rep" };
-	static struct top ops[64];
+	static struct lfpt_trace_op ops[64];
+	char why[512] = "";
 	int ran = 0;
 	for (size_t t = 0; t < sizeof names / sizeof *names; t++) {
-		int nids = 0;
-		long n = read_trace(names[t], ops, 64, &nids);
-		if (n < 0)
+		long n = lfpt_trace_read(names[t], ops, 64, why, sizeof why);
+		if (n == -1)
 			continue;
+		cr_assert_geq(n, 0, "%s", why);
 		ran++;
 		lfp_flheap_t *h = mk(LFP_FIT_SEGREGATED, LFP_FLHEAP_CHECKED, 8);
-		void *ptr[64] = { 0 };
-		size_t sz[64] = { 0 };
-		cr_assert_leq(nids, 64);
-		for (long i = 0; i < n; i++) {
-			int id = ops[i].id;
-			if (ops[i].t == 'a') {
-				ptr[id] = lfp_flheap_malloc(h, ops[i].size);
-				cr_assert_not_null(ptr[id], "%s op %ld", names[t], i);
-				sz[id] = ops[i].size;
-				memset(ptr[id], id, ops[i].size);
-			} else if (ops[i].t == 'r') {
-				void *old = id >= 0 ? ptr[id] : NULL;
-				void *q = lfp_flheap_realloc(h, old, ops[i].size);
-				if (ops[i].size == 0) {
-					cr_assert_null(q, "%s op %ld: realloc(p, 0)", names[t], i);
-				} else {
-					cr_assert_not_null(q);
-					size_t keep = sz[id] < ops[i].size ? sz[id] : ops[i].size;
-					for (size_t k = 0; k < keep; k++)
-						cr_assert_eq(((unsigned char *)q)[k], (unsigned char)id);
-					memset(q, id, ops[i].size);
-				}
-				ptr[id] = q;
-				sz[id] = ops[i].size;
-			} else {
-				cr_assert_eq(lfp_flheap_free(h, id >= 0 ? ptr[id] : NULL), 0, "%s op %ld",
-					     names[t], i);
-				if (id >= 0)
-					ptr[id] = NULL;
-			}
-		}
+		const struct lfpt_trace_heap a = { trace_malloc, trace_realloc, trace_free, h };
+		cr_assert_eq(lfpt_trace_replay(ops, n, &a, why, sizeof why), 0, "%s: %s", names[t], why);
 		assert_valid(h);
 		lfp_flheap_destroy(h);
 	}

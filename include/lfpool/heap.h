@@ -170,14 +170,17 @@ typedef struct lfp_flheap_stats {
  * @return the heap, or NULL with errno EINVAL (bad config: align not 8 or
  *         16, a misaligned region, region_max < region_size, an unknown fit
  *         or flag), ENOMEM (no memory for the control block or the
- *         reservation).
+ *         reservation, or a caller region too small for the empty heap
+ *         that grow() cannot enlarge).
  * Concurrency: independent calls may run at once. Progress: blocking (mmap).
  */
 LFP_API lfp_flheap_t *lfp_flheap_create(const lfp_flheap_config_t *cfg) LFP_WARN_UNUSED;
 
 /**
  * End a heap; a reservation is unmapped, a caller region handed back.
- * @return 0; -EINVAL for NULL or a dead handle.
+ * @return 0; -EINVAL for NULL or a handle that is not a live heap (its
+ *         magic is checked). The control block is unmapped, so any later
+ *         call on the handle, destroy included, is a use after free.
  * Concurrency: nothing else may run on this heap or follow.
  */
 LFP_API int lfp_flheap_destroy(lfp_flheap_t *h);
@@ -327,7 +330,9 @@ LFP_API lfp_heap_t *lfp_heap_create(const lfp_heap_config_t *cfg) LFP_WARN_UNUSE
 /**
  * End a front end and return all its memory (every pool, the fallback heap,
  * every huge mapping). Blocks still allocated die with it.
- * @return 0; -EINVAL for NULL or a dead handle.
+ * @return 0; -EINVAL for NULL or a handle that is not a live front end (its
+ *         magic is checked). Its memory is returned, so any later call on
+ *         the handle, destroy included, is a use after free.
  * Concurrency: nothing else may run on this heap or follow. Progress:
  * blocking (waits for an RCU grace period).
  */

@@ -312,7 +312,8 @@ LFP_API int lfp_shm_free(lfp_shm_t *shm, void *ptr);
  *              when you can: a hand-off from a sender that died, whose block
  *              was reclaimed and then allocated by us, is caught only then.
  * @return 0 (also if we own it already and from is LFP_SHM_ANY or our own
- *         id); -EINVAL bad pointer/handle; -EALREADY the block is free (its
+ *         id); -EINVAL bad pointer/handle, or from neither LFP_SHM_ANY nor
+ *         a slot number below max_participants; -EALREADY the block is free (its
  *         sender died and it was reclaimed, or it was freed); -EPERM owned by
  *         a participant other than from (us included: a stale hand-off);
  *         -ETIMEDOUT as alloc.
