@@ -64,8 +64,8 @@ SHARED    := $(BUILD)/liblfpool.so.$(VERSION)
 
 -include mk/*.mk
 
-pc_cflags = $(if $(strip $(1)),$(shell pkg-config --cflags $(1)))
-pc_libs   = $(if $(strip $(1)),$(shell pkg-config --libs $(1)))
+pc_cflags = $(if $(strip $(1)),$(shell pkg-config --cflags $(1) 2>/dev/null))
+pc_libs   = $(if $(strip $(1)),$(shell pkg-config --libs $(1) 2>/dev/null))
 
 CFLAGS  := $(CFLAGS_BASE) $(call pc_cflags,$(LIB_PKGS))
 LDLIBS_LIB := $(call pc_libs,$(LIB_PKGS)) -lpthread
