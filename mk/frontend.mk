@@ -84,10 +84,10 @@ FE_SAN_ENV := TSAN_OPTIONS="halt_on_error=1 $(TSAN_OPTIONS)" \
               UBSAN_OPTIONS="halt_on_error=1 print_stacktrace=1 $(UBSAN_OPTIONS)"
 
 test-heap: $(FE_DIR)/test_heap
-	$(FE_SAN_ENV) LFP_TRACES=$(FE_TRACES) $(FE_DIR)/test_heap --jobs 2
+	$(FE_SAN_ENV) LFP_TRACES=$(FE_TRACES) tools/criterion-run $(FE_DIR)/test_heap.log $(FE_DIR)/test_heap --jobs 2
 
 test-frontend: $(FE_DIR)/test_frontend
-	$(FE_SAN_ENV) LFP_TRACES=$(FE_TRACES) $(FE_DIR)/test_frontend --jobs 2
+	$(FE_SAN_ENV) LFP_TRACES=$(FE_TRACES) tools/criterion-run $(FE_DIR)/test_frontend.log $(FE_DIR)/test_frontend --jobs 2
 
 # Ops per thread shrink under sanitizers (the CI box has 2 cores).
 FE_CONC_DIV_tsan := 6

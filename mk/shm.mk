@@ -53,7 +53,7 @@ $(SHM_STAT): stress/lfpool-stat.c $(SHM_DEPS) $(BUILD)/liblfpool.a
 lfpool-stat: $(SHM_STAT)
 
 test-shm: $(SHM_DIR)/test_shm $(SHM_STAT)
-	LFP_STAT=$(SHM_STAT) $(SHM_DIR)/test_shm --jobs 2 --filter '!(perm/*)'
+	LFP_STAT=$(SHM_STAT) tools/criterion-run $(SHM_DIR)/test_shm.log $(SHM_DIR)/test_shm --jobs 2 --filter '!(perm/*)'
 
 test-shm-multi: $(SHM_DIR)/shm_multi
 	$(SHM_DIR)/shm_multi --procs 2 --ops 100000
