@@ -22,3 +22,8 @@ test-core-standalone:
 	bad=$$(printf '%s\n' $$ext | grep -Ev '$(CORE_ALLOWED_SYMS)' || true); \
 	if [ -n "$$bad" ]; then echo "core objects need symbols outside the allowed libc subset: $$bad"; exit 1; fi; \
 	echo "core builds standalone; external symbols:" $$ext
+
+# The README example and the docs' tutorials compile (-Werror) and run.
+TEST_STEPS += test-docs
+test-docs: $(STATIC)
+	@tests/docs_examples.sh $(BUILD) $(CFLAGS) -- $(STATIC) $(LDLIBS_LIB) $(LDFLAGS_SAN)
