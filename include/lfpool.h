@@ -123,7 +123,8 @@ typedef struct lfp_pool_stats {
 	uint64_t frees;      /**< successful frees (LFP_POOL_STATS) */
 	uint64_t failures;   /**< allocations that found the pool empty (always) */
 	uint64_t in_use;     /**< blocks allocated now (LFP_POOL_STATS) */
-	uint64_t high_water; /**< most blocks in use at once (LFP_POOL_STATS) */
+	uint64_t high_water; /**< most blocks in use at once (LFP_POOL_STATS); may
+			      *   overestimate by the frees racing with an alloc */
 	uint64_t capacity;   /**< block count */
 	uint64_t free;       /**< as lfp_pool_free_count() */
 	uint64_t cached;     /**< of those free, blocks in cache magazines */
