@@ -157,19 +157,11 @@ static uint32_t mstack_pop(lfp_pool_t *p, lfp_atomic_u64 *head)
 }
 
 /* Push x on a tagged stack whose links are links[] (mag_next[] for magazine
- * stacks, next[] for batch stacks). */
+ * stacks, next[] for batch stacks): the core's tagged push, labelled K3 here
+ * (release, pairs with K4). */
 static void tstack_push(lfp_atomic_u32 *links, lfp_atomic_u64 *head, uint32_t x)
 {
-	unsigned spins = 0;
-	/* Relaxed: the value is only the CAS's expectation; K3 publishes. */
-	uint64_t old = lfp_load64_relaxed(head);
-
-	for (;;) {
-		lfp_store32_relaxed(&links[x], lfp_head_index(old)); /* relaxed: published by K3 */
-		if (lfp_cas64_weak_release(head, &old, lfp_head_next(old, x))) /* K3: pairs with K4 */
-			return;
-		lfp_backoff(&spins);
-	}
+	lfpi_tagged_push_chain(links, head, x, x); /* K3: pairs with K4 */
 }
 
 static void mstack_push(lfp_pool_t *p, lfp_atomic_u64 *head, uint32_t m)

@@ -174,6 +174,10 @@ static inline int64_t lfpi_index(const lfp_pool_t *p, const void *ptr)
 /* The free-index stack (pool/stack.c). */
 LFPI_HIDDEN uint32_t lfpi_stack_pop(lfp_pool_t *p);
 LFPI_HIDDEN void lfpi_stack_push(lfp_pool_t *p, uint32_t i);
+/* Push a chain first..last, already linked through links[], on any tagged
+ * stack (the free stack; the cache's magazine and batch stacks) in one CAS. */
+LFPI_HIDDEN void lfpi_tagged_push_chain(lfp_atomic_u32 *links, lfp_atomic_u64 *head,
+					uint32_t first, uint32_t last);
 /* Push a chain first..last already linked through next[] in one CAS. */
 LFPI_HIDDEN void lfpi_stack_push_chain(lfp_pool_t *p, uint32_t first, uint32_t last);
 

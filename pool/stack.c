@@ -55,20 +55,25 @@ uint32_t lfpi_stack_pop(lfp_pool_t *p)
 	}
 }
 
-void lfpi_stack_push_chain(lfp_pool_t *p, uint32_t first, uint32_t last)
+void lfpi_tagged_push_chain(lfp_atomic_u32 *links, lfp_atomic_u64 *head, uint32_t first,
+			    uint32_t last)
 {
-	lfp_atomic_u32 *next = lfpi_next(p);
 	unsigned spins = 0;
 	/* Relaxed: the value is only the CAS's expectation; R1 publishes. */
-	uint64_t old = lfp_load64_relaxed(&p->head);
+	uint64_t old = lfp_load64_relaxed(head);
 
 	for (;;) {
 		/* Relaxed: published by the release CAS below (R1). */
-		lfp_store32_relaxed(&next[last], lfp_head_index(old));
-		if (lfp_cas64_weak_release(&p->head, &old, lfp_head_next(old, first))) /* R1: pairs with A1/A2 */
+		lfp_store32_relaxed(&links[last], lfp_head_index(old));
+		if (lfp_cas64_weak_release(head, &old, lfp_head_next(old, first))) /* R1: pairs with A1/A2 (K3/K4 on cache stacks) */
 			return;
 		lfp_backoff(&spins);
 	}
+}
+
+void lfpi_stack_push_chain(lfp_pool_t *p, uint32_t first, uint32_t last)
+{
+	lfpi_tagged_push_chain(lfpi_next(p), &p->head, first, last);
 }
 
 void lfpi_stack_push(lfp_pool_t *p, uint32_t i)
