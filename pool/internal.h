@@ -14,6 +14,8 @@
  *   LFPI_FREEING i is being freed (checked mode, between the state CAS and
  *                the push)
  *   LFPI_CACHED  i is free and sits in a cache magazine (pool/cache.c)
+ *   LFPI_HELD    i is allocated to the front end's thread cache
+ *                (pool/frontend.c); counts as allocated
  *
  * Invariant (quiescent): |blocks reachable from head| + |blocks marked
  * LFPI_CACHED| + |blocks marked LFPI_ALLOC| = count, the walk from head
@@ -47,6 +49,9 @@
 /* In a cache magazine; equals LFP_CACHE_MARK_CACHED in the public header,
  * which the inline fast path writes. */
 #define LFPI_CACHED UINT32_C(0xFFFFFFFB)
+/* Allocated as far as the pool goes, but held in the front end's thread
+ * cache (pool/frontend.c): neither live nor free; a free of it is refused. */
+#define LFPI_HELD UINT32_C(0xFFFFFFF9)
 /* Transient mark of lfpi_cache_sweep() (quiescent recovery only). */
 #define LFPI_SEEN UINT32_C(0xFFFFFFFA)
 

@@ -44,7 +44,7 @@ int lfp_pool_validate(const lfp_pool_t *pool, lfp_pool_report_t *report)
 	uint64_t cached_marks = 0, entries = 0, mark_digest = 0, entry_digest = 0, heads = 0;
 	for (uint64_t b = 0; b < count; b++) {
 		uint32_t v = lfp_load32_relaxed(&next[b]); /* relaxed: quiescent */
-		if (v == LFPI_ALLOC)
+		if (v == LFPI_ALLOC || v == LFPI_HELD) /* HELD: in a front-end thread cache */
 			r->allocated++;
 		else if (v == LFPI_CACHED) {
 			cached_marks++;

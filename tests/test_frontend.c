@@ -18,6 +18,7 @@
 #include "lfp_test.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -406,6 +407,194 @@ Test(heap_bad_free, lfp_free_counts_and_ignores)
 	assert_valid(d);
 	cr_expect_eq(lfp_default_heap_configure(&(lfp_heap_config_t){ 0 }), -EBUSY,
 		     "too late to configure the default heap");
+}
+
+/* ---- the thread cache (struct fe_tc in pool/frontend.c) ------------------------------- */
+
+struct tc_job {
+	lfp_heap_t *h, *h2;
+	void *p;
+	int rc;
+	pthread_barrier_t *gate; /* NULL: none */
+};
+
+static void *tc_free_other(void *arg)
+{
+	struct tc_job *j = arg;
+	j->rc = lfp_heap_free(j->h, j->p);
+	return NULL;
+}
+
+static void run_thread(void *(*fn)(void *), struct tc_job *j)
+{
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, fn, j), 0);
+	cr_assert_eq(pthread_join(t, NULL), 0);
+}
+
+Test(heap_tcache, double_free_of_a_cached_block_from_another_thread)
+{
+	lfp_heap_t *h = mk(0);
+	void *p = lfp_heap_malloc(h, 48);
+	cr_assert_not_null(p);
+	cr_assert_eq(lfp_heap_free(h, p), 0); /* into this thread's cache */
+	struct tc_job j = { .h = h, .p = p };
+	run_thread(tc_free_other, &j);
+	cr_expect_eq(j.rc, -EALREADY, "a block in another thread's cache is not live (%d)", j.rc);
+	cr_expect_eq(lfp_heap_realloc(h, p, 40), NULL, "nor can it be resized");
+	cr_expect_eq(lfp_heap_usable_size(h, p), 0);
+	/* It is handed out once, not twice. */
+	enum { N = 200 };
+	void *v[N];
+	int seen = 0;
+	for (int i = 0; i < N; i++) {
+		v[i] = lfp_heap_malloc(h, 48);
+		cr_assert_not_null(v[i]);
+		seen += v[i] == p;
+	}
+	cr_expect_eq(seen, 1, "the block came back %d times", seen);
+	for (int i = 0; i < N; i++)
+		cr_expect_eq(lfp_heap_free(h, v[i]), 0);
+	assert_valid(h);
+	lfp_heap_destroy(h);
+}
+
+Test(heap_tcache, a_never_allocated_block_start_is_refused)
+{
+	lfp_heap_t *h = mk(0);
+	char *p = lfp_heap_malloc(h, 48);
+	cr_assert_not_null(p);
+	/* The first refill takes a few blocks; block 15 of the same pool stays
+	 * on the pool's free stack, never handed out. */
+	char *q = p + 15 * 48;
+	cr_expect_eq(lfp_heap_usable_size(h, q), 0, "not a live block");
+	cr_expect_eq(lfp_heap_free(h, q), -EALREADY, "a free block start is not freeable");
+	enum { N = 100 };
+	void *v[N];
+	int seen = 0;
+	for (int i = 0; i < N; i++) {
+		v[i] = lfp_heap_malloc(h, 48);
+		cr_assert_not_null(v[i]);
+		seen += v[i] == (void *)q;
+	}
+	cr_expect_leq(seen, 1, "q handed out %d times", seen);
+	for (int i = 0; i < N; i++)
+		cr_expect_eq(lfp_heap_free(h, v[i]), 0);
+	cr_expect_eq(lfp_heap_free(h, p), 0);
+	assert_valid(h);
+	lfp_heap_destroy(h);
+}
+
+static void *tc_churn(void *arg)
+{
+	struct tc_job *j = arg;
+	enum { N = 3000 };
+	static _Thread_local void *v[N];
+	for (int round = 0; round < 2; round++) {
+		lfp_heap_t *h = round ? j->h2 : j->h;
+		if (h == NULL)
+			break;
+		for (int i = 0; i < N; i++)
+			if ((v[i] = lfp_heap_malloc(h, 16 + (size_t)(i % 3) * 48)) == NULL)
+				j->rc = -ENOMEM;
+		for (int i = 0; i < N; i++)
+			if (lfp_heap_free(h, v[(i * 7) % N]) != 0)
+				j->rc = -EINVAL;
+	}
+	return NULL;
+}
+
+static void *tc_trim(void *arg)
+{
+	struct tc_job *j = arg;
+	j->rc = lfp_heap_trim(j->h);
+	return NULL;
+}
+
+static uint64_t pools_of(lfp_heap_t *h)
+{
+	lfp_heap_stats_t st;
+	cr_assert_eq(lfp_heap_stats(h, &st), 0);
+	return st.pools;
+}
+
+Test(heap_tcache, thread_exit_gives_cached_blocks_back)
+{
+	lfp_heap_t *h = mk(0);
+	struct tc_job j = { .h = h };
+	run_thread(tc_churn, &j);
+	cr_assert_eq(j.rc, 0);
+	cr_expect_gt(pools_of(h), 0);
+	struct tc_job t = { .h = h };
+	run_thread(tc_trim, &t); /* another thread: its own cache is empty */
+	cr_expect_eq(pools_of(h), 0, "the exited thread's cache still pins %llu pools",
+		     (unsigned long long)pools_of(h));
+	assert_valid(h);
+	lfp_heap_destroy(h);
+}
+
+Test(heap_tcache, flush_and_heap_switch_give_blocks_back)
+{
+	lfp_heap_t *h = mk(0), *h2 = mk(0);
+	enum { N = 500 };
+	void *v[N];
+	for (int i = 0; i < N; i++)
+		cr_assert_not_null(v[i] = lfp_heap_malloc(h, 64));
+	for (int i = 0; i < N; i++)
+		cr_assert_eq(lfp_heap_free(h, v[i]), 0);
+	struct tc_job t = { .h = h };
+	run_thread(tc_trim, &t);
+	cr_expect_gt(pools_of(h), 0, "this thread's cached blocks keep their pool");
+	cr_expect_eq(lfp_heap_cache_flush(h), 0);
+	run_thread(tc_trim, &t);
+	cr_expect_eq(pools_of(h), 0, "flushed: the pool retires");
+	/* Cache blocks of h, then use h2: h's blocks go back on the switch. */
+	for (int i = 0; i < N; i++)
+		cr_assert_not_null(v[i] = lfp_heap_malloc(h, 64));
+	for (int i = 0; i < N; i++)
+		cr_assert_eq(lfp_heap_free(h, v[i]), 0);
+	void *q = lfp_heap_malloc(h2, 64);
+	cr_assert_not_null(q);
+	run_thread(tc_trim, &t);
+	cr_expect_eq(pools_of(h), 0, "switching heaps gave h's cached blocks back");
+	cr_expect_eq(lfp_heap_free(h2, q), 0);
+	cr_expect_eq(lfp_heap_cache_flush(NULL), -EINVAL);
+	assert_valid(h);
+	assert_valid(h2);
+	lfp_heap_destroy(h);
+	lfp_heap_destroy(h2);
+}
+
+static void *tc_park(void *arg)
+{
+	struct tc_job *j = arg;
+	void *p = lfp_heap_malloc(j->h, 32);
+	if (p == NULL || lfp_heap_free(j->h, p) != 0) /* p now in this thread's cache */
+		j->rc = -1;
+	pthread_barrier_wait(j->gate); /* 1: cached */
+	pthread_barrier_wait(j->gate); /* 2: h destroyed */
+	/* Using another heap must forget h's cache, not touch h's memory. */
+	void *q = lfp_heap_malloc(j->h2, 32);
+	if (q == NULL || lfp_heap_free(j->h2, q) != 0)
+		j->rc = -2;
+	return NULL;
+}
+
+Test(heap_tcache, destroying_a_heap_other_threads_cache)
+{
+	pthread_barrier_t gate;
+	cr_assert_eq(pthread_barrier_init(&gate, NULL, 2), 0);
+	struct tc_job j = { .h = mk(0), .h2 = mk(0), .gate = &gate };
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, tc_park, &j), 0);
+	pthread_barrier_wait(&gate);
+	cr_expect_eq(lfp_heap_destroy(j.h), 0);
+	pthread_barrier_wait(&gate);
+	cr_assert_eq(pthread_join(t, NULL), 0);
+	cr_expect_eq(j.rc, 0);
+	assert_valid(j.h2);
+	lfp_heap_destroy(j.h2);
+	pthread_barrier_destroy(&gate);
 }
 
 /* ---- growth and retirement -------------------------------------------------------------- */

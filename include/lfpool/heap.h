@@ -399,6 +399,20 @@ LFP_API size_t lfp_heap_usable_size(lfp_heap_t *h, const void *p);
  */
 LFP_API int lfp_heap_trim(lfp_heap_t *h);
 
+/**
+ * Give the calling thread's cached blocks of h back to their pools. Each
+ * thread keeps a few freed blocks per class in front of the pools
+ * (docs/frontend.md, "The thread cache"); it gives them back by itself when
+ * a bin is full, when the thread switches to another heap and at thread
+ * exit, and lfp_heap_trim flushes its caller's cache first. Call this
+ * before a thread parks for long, so that trim can retire the pools its
+ * blocks keep alive.
+ * @return 0, or -EINVAL (h not a live heap).
+ * Concurrency: any thread, for itself. Progress: lock-free (one CAS per
+ * pool that gets blocks back).
+ */
+LFP_API int lfp_heap_cache_flush(lfp_heap_t *h);
+
 /** Fill *out. @return 0 or -EINVAL. Concurrency: any (relaxed snapshots).
  * Progress: blocking (the fallback heap's lock). */
 LFP_API int lfp_heap_stats(lfp_heap_t *h, lfp_heap_stats_t *out);
