@@ -687,7 +687,7 @@ struct fe_tc {
  * call from the shared library (it needs ~1 KiB of static TLS). */
 static _Thread_local struct fe_tc tc __attribute__((tls_model("initial-exec")));
 
-#define TC_STACK_BYTES ((size_t)8 << 10) /* one stack holds at most this many bytes... */
+#define TC_STACK_BYTES ((size_t)4 << 10) /* one stack holds at most this many bytes... */
 #define TC_STACK_MAX 64u                 /* ...and at most this many blocks */
 #define TC_FIRST_FILL 4u                 /* a bin's first refill */
 #define TC_MAX_BLOCK ((size_t)4 << 10)   /* bigger classes have no bin: rare
@@ -742,13 +742,18 @@ static void tc_give_back(const lfp_heap_t *h, struct fe_ent *e, uint32_t k)
 	}
 }
 
-/* fr is full: give its older half back. */
+/* fr is full: give av back and make fr the new av. */
 static FE_NOINLINE void tc_spill(const lfp_heap_t *h, struct fe_bin *b)
 {
-	uint32_t k = b->fn / 2;
-	tc_give_back(h, b->fr, k);
-	memmove(b->fr, b->fr + k, (size_t)(b->fn - k) * sizeof *b->fr);
-	b->fn -= k;
+	/* av's blocks (older: refilled or freed before fr's) go back, and the
+	 * full fr becomes av: no copying, and fr's recently freed blocks, the
+	 * warmest, are the next ones handed out. */
+	tc_give_back(h, b->av, b->an);
+	struct fe_ent *t = b->av;
+	b->av = b->fr;
+	b->fr = t;
+	b->an = b->fn;
+	b->fn = 0;
 }
 
 /* Give every cached block back to the heap the bins belong to, if it still
