@@ -1371,36 +1371,69 @@ static FE_NOINLINE int free_slow(lfp_heap_t *h, void *p)
 	return rc;
 }
 
+/* Everything but the thread cache's hit: tc_put's misses, the directory,
+ * the fallback heap, huge blocks, errors (counted). h is live, p not NULL. */
+static FE_NOINLINE int free_rest(lfp_heap_t *h, void *p)
+{
+	/* errno: the pool path never touches it; the fallback heap keeps it;
+	 * only a huge free (munmap) saves it. */
+	int rc = -EINVAL;
+	uintptr_t a = (uintptr_t)p;
+	if (a - h->fh_base < h->fh_len) {
+		uint64_t w = lfp_load64_acquire(pm_slot(h, a)); /* P2: pairs with P1 */
+		if (w != 0)
+			rc = tc_put(h, pm_class(w), pm_pool(w), p);
+	}
+	/* -EINVAL: no word, or a stale one: the directory decides. */
+	if (rc == -EINVAL)
+		rc = free_slow(h, p);
+	if (lfpi_unlikely(rc != 0))
+		lfp_fetch_add64_relaxed(&h->bad_frees, 1); /* relaxed: stats */
+	return rc;
+}
+
+/*
+ * The thread cache's hit, inlined into lfp_free and lfp_heap_free: p is an
+ * allocated block of the pool its page-map word names (tc_put's checks),
+ * this thread's bins are h's and the class's fr has room. true if done.
+ * Pools cover whole page-map pages (pool_config), so a word names the one
+ * pool its page belongs to.
+ */
+static inline bool free_hit(lfp_heap_t *h, void *p)
+{
+	uintptr_t a = (uintptr_t)p;
+	if (lfpi_unlikely(a - h->fh_base >= h->fh_len))
+		return false;
+	uint64_t w = lfp_load64_acquire(pm_slot(h, a)); /* P2: pairs with P1 */
+	lfp_pool_t *pool = pm_pool(w);
+	uint32_t ci = pm_class(w);
+	if (lfpi_unlikely(w == 0))
+		return false;
+	const struct cls_hot *c = &h->hot[ci];
+	uint64_t q = (uint64_t)(a - (uintptr_t)lfpi_blocks(pool)) * c->inv;
+	q = q >> c->shift | q << ((64u - c->shift) & 63u); /* the index, if p is a block start */
+	if (lfpi_unlikely(q >= pool->count || pool->stride != c->stride ||
+			  pool->magic != LFPI_POOL_MAGIC))
+		return false;
+	lfp_atomic_u32 *st = &lfpi_next(pool)[q];
+	struct fe_bin *b = &tc.bin[ci];
+	if (lfpi_unlikely(lfp_load32_relaxed(st) != LFPI_ALLOC || /* K2: the holder's mark */
+			  tc.id != h->id || b->fn == b->cap))
+		return false;
+	lfp_store32_relaxed(st, LFPI_HELD); /* K2: held by this thread's bin */
+	b->fr[b->fn++] = (struct fe_ent){ p, st };
+	return true;
+}
+
 /* lfp_heap_free's body, inlined into lfp_free too (exported functions are
  * interposable under -fPIC, so the compiler would not inline them). */
 static inline int heap_free(lfp_heap_t *h, void *p)
 {
 	if (lfpi_unlikely(!heap_live(h)))
 		return -EINVAL;
-	if (p == NULL)
+	if (p == NULL || lfpi_likely(free_hit(h, p)))
 		return 0;
-	/* errno: the pool path never touches it; the fallback heap keeps it;
-	 * only a huge free (munmap) saves it. */
-	int rc = -EINVAL;
-	uintptr_t a = (uintptr_t)p;
-	if (lfpi_likely(a - h->fh_base < h->fh_len)) {
-		uint64_t w = lfp_load64_acquire(pm_slot(h, a)); /* P2: pairs with P1 */
-		lfp_pool_t *pool = pm_pool(w);
-		/* Pools cover whole page-map pages (pool_config), so a word
-		 * names the one pool the page belongs to. */
-		if (lfpi_likely(w != 0)) {
-			rc = tc_put(h, pm_class(w), pool, p);
-			if (lfpi_likely(rc == 0))
-				return 0;
-		}
-	}
-	/* -EINVAL: no word, a hint that was wrong, or a stale word: the
-	 * directory decides. */
-	if (rc == -EINVAL)
-		rc = free_slow(h, p);
-	if (lfpi_unlikely(rc != 0))
-		lfp_fetch_add64_relaxed(&h->bad_frees, 1); /* relaxed: stats */
-	return rc;
+	return free_rest(h, p);
 }
 
 int lfp_heap_free(lfp_heap_t *h, void *p)
@@ -1757,17 +1790,24 @@ void *lfp_malloc(size_t n)
 	return h ? heap_malloc(h, n) : NULL;
 }
 
-void lfp_free(void *p)
+static FE_NOINLINE void lfp_free_rest(lfp_heap_t *h, void *p)
 {
-	if (p == NULL)
-		return;
-	lfp_heap_t *h = ptr_load_acquire(&default_heap); /* F5 */
-	int rc = h ? heap_free(h, p) : -EINVAL; /* keeps errno */
+	int rc = h ? free_rest(h, p) : -EINVAL; /* keeps errno */
 	if (lfpi_unlikely(rc != 0) && h && (h->flags & LFP_HEAP_ABORT_ON_BAD_FREE)) {
 		fprintf(stderr, "lfp_free(%p): %s\n", p,
 			rc == -EALREADY ? "double free" : "not a block of the default heap");
 		abort();
 	}
+}
+
+void lfp_free(void *p)
+{
+	if (p == NULL)
+		return;
+	lfp_heap_t *h = ptr_load_acquire(&default_heap); /* F5 */
+	if (lfpi_likely(h != NULL) && lfpi_likely(free_hit(h, p))) /* the default heap is never destroyed */
+		return;
+	lfp_free_rest(h, p);
 }
 
 void *lfp_calloc(size_t n, size_t size)
