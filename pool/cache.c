@@ -5,19 +5,25 @@
  * Algorithm (Bonwick's magazines, made position independent; docs/caches.md).
  * A magazine is an array of up to k block indices plus a count, in the
  * region. A thread claims a slot of the region's slot table on first use (a
- * CAS on the slot's owner word) and then holds two magazines: `loaded`, which
+ * CAS on the slot's owner word), takes two empty magazines from the depot
+ * (a free slot holds none, so the magazines of slots nobody holds serve the
+ * threads that run), and then holds two magazines: `loaded`, which
  * alloc pops from and free pushes to with plain loads and stores and two
  * relaxed stores (inline in include/lfpool.h), and `prev`. When `loaded` runs
  * empty (full) and `prev` is full (empty), the two swap. Only when both are
  * empty (full) does the thread touch shared words:
- *   refill: pop a full magazine from its own home stack, else from the
- *           pool's depot, else pop a chain of up to k blocks off the shared
- *           free stack (the walk of one chain), else steal a full magazine
- *           from another slot's home stack. One CAS per magazine.
- *   flush:  push `prev` (full) onto its own home stack and take an empty
- *           magazine from its home, the depot or another slot; if there is
- *           no empty magazine anywhere, push prev's blocks onto the free
- *           stack as one chain this thread linked itself.
+ *   refill: pop the top two full magazines from its own home stack with
+ *           one CAS, else one from its home or the pool's depot, else pop a
+ *           chain of up to k blocks off the shared free stack (the walk of
+ *           one chain), else steal a full magazine from another slot's home
+ *           stack. The empties go to home_empty, which only the owner
+ *           touches (no CAS).
+ *   flush:  with two empties at home, push `prev` and `loaded` (both full)
+ *           onto its own home stack as one chain, one CAS; else push `prev`
+ *           and take one empty magazine from its home or the depot; if there
+ *           is no empty magazine anywhere, write prev's blocks into an
+ *           in-band batch (below) or, for blocks under 12 bytes, push them
+ *           onto the free stack as one chain this thread linked itself.
  * So a batch always moves as a unit: a magazine (read as an array, never a
  * chain of links written by another core), or a chain walked only in the
  * overflow case. Home stacks keep a thread's blocks with that thread (the
@@ -38,10 +44,10 @@
  * and at thread exit, never on alloc or free.
  *
  * Invariants (quiescent):
- *   - each of the n_mags magazines is in exactly one place: a slot's loaded
- *     or prev, or one magazine stack (a slot's home_full / home_empty, the
- *     pool's depot_full / depot_empty); empty-stack magazines have count 0,
- *     full-stack ones count > 0;
+ *   - each of the n_mags magazines is in exactly one place: a claimed slot's
+ *     loaded or prev, or one magazine stack (a slot's home_full / home_empty,
+ *     the pool's depot_full / depot_empty); a free slot's loaded and prev are
+ *     LFP_NIL; empty-stack magazines have count 0, full-stack ones count > 0;
  *   - the blocks marked LFPI_CACHED are exactly the entries [0, count) of all
  *     magazines, each once;
  *   - |free stack| + sum of counts + |marked LFPI_ALLOC| = capacity.
@@ -67,6 +73,10 @@
  *   K9  thread-table keys, relaxed: written only under the registry mutex,
  *       which orders everything around them; the owner's lock-free lookups
  *       only compare them.
+ *   K11 a slot's home_empty head and the links of the magazines on it,
+ *       relaxed: only the slot's owner touches them (empties are never
+ *       stolen); a drainer or validate runs once the owner is dead or
+ *       quiescent, ordered by K7/K8, a join, or destroy's contract.
  */
 #include "internal.h"
 
@@ -156,6 +166,47 @@ static uint32_t mstack_pop(lfp_pool_t *p, lfp_atomic_u64 *head)
 	}
 }
 
+/* Pop up to two magazines with one CAS: the top one is returned, the one
+ * under it (or LFP_NIL) goes to *second. Labels as mstack_pop (K4). The
+ * second link is read only while the head has not moved (then it cannot
+ * change: re-linking the top two needs a pop, which moves the head's tag),
+ * and the CAS proves that it did not. */
+static uint32_t mstack_pop2(lfp_pool_t *p, lfp_atomic_u64 *head, uint32_t *second)
+{
+	lfp_atomic_u32 *mn = lfpi_mag_next(p);
+	const uint32_t nm = p->n_mags;
+	unsigned spins = 0;
+	uint64_t old = lfp_load64_acquire(head); /* K4: pairs with K3 */
+
+	for (;;) {
+		uint32_t m = lfp_head_index(old), m2 = LFP_NIL;
+		if (m == LFP_NIL || lfpi_unlikely(m >= nm)) {
+			*second = LFP_NIL;
+			return LFP_NIL; /* empty (or corrupt: validate reports it) */
+		}
+		/* Relaxed, both: K4 made the pushers' links visible; a newer
+		 * value only means the head moved, and then the CAS fails. */
+		uint32_t nx = lfp_load32_relaxed(&mn[m]);
+		if (nx < nm) {
+			m2 = nx;
+			nx = lfp_load32_relaxed(&mn[m2]);
+		}
+#ifdef LFPI_CACHE_PLANTED_RACE
+		/* Negative control only: as in mstack_pop. */
+		for (int k = 0; k < 200; k++)
+			lfp_cpu_relax();
+		lfp_store64_relaxed(head, lfp_head_next(old, nx));
+		*second = m2;
+		return m;
+#endif
+		if (lfp_cas64_weak_acquire(head, &old, lfp_head_next(old, nx))) { /* K4: pairs with K3 */
+			*second = m2;
+			return m;
+		}
+		lfp_backoff(&spins);
+	}
+}
+
 /* Push x on a tagged stack whose links are links[] (mag_next[] for magazine
  * stacks, next[] for batch stacks): the core's tagged push, labelled K3 here
  * (release, pairs with K4). */
@@ -179,6 +230,42 @@ static uint32_t mag_count(const lfp_pool_t *p, uint32_t m)
 {
 	/* K1 relaxed: our own magazine, or one K4/K7 handed us. */
 	return lfp_load32_relaxed(&lfpi_mag_at(p, m)->count);
+}
+
+/* A slot's home_empty is its owner's alone: empties are never stolen, and a
+ * drainer runs only once the owner is dead or quiescent (after K7/K8 or a
+ * join). So it is a plain stack: no CAS, no locked instruction. K11. */
+static void hempty_push(lfp_pool_t *p, struct lfpi_slot *s, uint32_t m)
+{
+	uint64_t h = lfp_load64_relaxed(&s->home_empty); /* K11: owner only */
+	lfp_store32_relaxed(&lfpi_mag_next(p)[m], lfp_head_index(h)); /* K11 */
+	lfp_store64_relaxed(&s->home_empty, lfp_head_next(h, m)); /* K11 */
+}
+
+/* Park empty magazine m: at home while home holds fewer than two (a flush
+ * takes two at once), else on the depot, where a thread that only frees
+ * finds it. Without the bound a thread that only allocates (a handoff's
+ * producer) kept every empty at home, and its consumer, short of empties,
+ * wrote in-band batches: handoff 1.6x slower. */
+static void hempty_push(lfp_pool_t *p, struct lfpi_slot *s, uint32_t m);
+static void park_empty(lfp_pool_t *p, struct lfpi_slot *s, uint32_t m)
+{
+	uint32_t top = lfp_head_index(lfp_load64_relaxed(&s->home_empty)); /* K11: owner only */
+	if (top < p->n_mags && lfp_load32_relaxed(&lfpi_mag_next(p)[top]) < p->n_mags) /* K11 */
+		mstack_push(p, &p->depot_empty, m);
+	else
+		hempty_push(p, s, m);
+}
+
+static uint32_t hempty_pop(lfp_pool_t *p, struct lfpi_slot *s)
+{
+	uint64_t h = lfp_load64_relaxed(&s->home_empty); /* K11: owner only */
+	uint32_t m = lfp_head_index(h);
+	if (m >= p->n_mags)
+		return LFP_NIL; /* empty (or corrupt: validate reports it) */
+	uint32_t nx = lfp_load32_relaxed(&lfpi_mag_next(p)[m]); /* K11 */
+	lfp_store64_relaxed(&s->home_empty, lfp_head_next(h, nx)); /* K11 */
+	return m;
 }
 
 /* ---- the shared free stack, whole chains ---------------------------------- */
@@ -232,12 +319,32 @@ static void spill(lfp_pool_t *p, uint32_t m)
 	lfpi_stack_push_chain(p, g->ent[0], g->ent[n - 1]);
 }
 
-/* ---- in-band batches: a magazine's worth of indices kept in its own blocks -- */
+/* ---- in-band batches: a magazine's worth of indices kept in its own blocks --
+ *
+ * A batch is a chain of directories, each listing sub-carriers, all of them
+ * blocks of the batch (W = stride / 4 words per block):
+ *   directory:   [0] = s, sub-carriers listed (<= W - 2)
+ *                [1] = next directory, or LFP_NIL
+ *                [2 .. 2 + s) = the sub-carriers' indices
+ *   sub-carrier: [0] = c, indices it holds (<= W - 1)
+ *                [1 .. 1 + c) = block indices
+ * The head directory is the batch stack's entry (its next[] word is the
+ * stack link); every other block of the batch is marked LFPI_CACHED. An
+ * unpacker learns every sub-carrier of a directory from one read, so their
+ * (independent) reads overlap: a k-block batch of 64-byte blocks costs one
+ * dependent miss per 225 blocks (k <= 225: one), not one per 15 blocks as a
+ * chain of carriers would. */
 
-/* Indices a carrier holds besides its link: 0 if blocks are too small. */
-static uint32_t carrier_cap(const lfp_pool_t *p)
+#if defined(__GNUC__) || defined(__clang__)
+#define lfpi_prefetch(a) __builtin_prefetch((a), 0, 3)
+#else
+#define lfpi_prefetch(a) ((void)(a))
+#endif
+
+/* Sub-carriers a directory lists: 0 if blocks are too small for batches. */
+static uint32_t dir_cap(const lfp_pool_t *p)
 {
-	return p->stride >= 8 ? (uint32_t)(p->stride / 4 - 1) : 0;
+	return p->stride >= 12 ? (uint32_t)(p->stride / 4 - 2) : 0;
 }
 
 static uint32_t rd32(const char *mem, uint32_t word)
@@ -286,27 +393,96 @@ static uint32_t bstack_pop(lfp_pool_t *p, lfp_atomic_u64 *head)
 	}
 }
 
+/* Write ent[0..n) (n > 0) into their own blocks as one batch; returns its
+ * head directory. */
+static uint32_t batch_pack(lfp_pool_t *p, const uint32_t *ent, uint32_t n)
+{
+	const uint32_t ds = dir_cap(p), cs = ds + 1;
+	uint32_t head = ent[0], i = 0;
+	char *dir = NULL;
+
+	while (i < n) {
+		uint32_t d = ent[i++], s = 0;
+		char *dm = lfpi_ptr(p, d);
+		if (dir != NULL)
+			wr32(dir, 1, d); /* the previous directory links here */
+		dir = dm;
+		while (s < ds && i < n) {
+			uint32_t sc = ent[i++];
+			uint32_t cnt = n - i < cs ? n - i : cs;
+			char *sm = lfpi_ptr(p, sc);
+			wr32(sm, 0, cnt);
+			memcpy(sm + 4, &ent[i], 4 * (size_t)cnt);
+			i += cnt;
+			wr32(dm, 2 + s++, sc);
+		}
+		wr32(dm, 0, s);
+	}
+	wr32(dir, 1, LFP_NIL);
+	return head;
+}
+
+/* Read the batch headed by c into out[0..), at most max blocks; true if it
+ * was well formed (else out holds the blocks read before the fault). The
+ * caller owns the batch (K4, or quiescence). */
+static bool batch_unpack(const lfp_pool_t *p, uint32_t c, uint32_t *out, uint32_t max,
+			 uint32_t *got)
+{
+	const uint32_t ds = dir_cap(p), cs = ds + 1;
+	const uint64_t count = p->count;
+	uint32_t n = 0;
+
+	for (uint32_t d = c; d != LFP_NIL;) {
+		if (lfpi_unlikely(d >= count || n >= max))
+			goto bad;
+		const char *dm = lfpi_ptr(p, d);
+		uint32_t s = rd32(dm, 0), nd = rd32(dm, 1);
+		if (lfpi_unlikely(s > ds))
+			goto bad;
+		out[n++] = d;
+		/* Start every sub-carrier's read at once (they are independent). */
+		for (uint32_t j = 0; j < s; j++) {
+			uint32_t sc = rd32(dm, 2 + j);
+			if (lfpi_likely(sc < count))
+				lfpi_prefetch(lfpi_ptr(p, sc));
+		}
+		for (uint32_t j = 0; j < s; j++) {
+			uint32_t sc = rd32(dm, 2 + j);
+			if (lfpi_unlikely(sc >= count || n >= max))
+				goto bad;
+			const char *sm = lfpi_ptr(p, sc);
+			uint32_t cnt = rd32(sm, 0);
+			if (lfpi_unlikely(cnt > cs || cnt > max - n - 1))
+				goto bad;
+			out[n] = sc;
+			memcpy(&out[n + 1], sm + 4, 4 * (size_t)cnt);
+			uint32_t worst = 0; /* largest index: one compare for all */
+			for (uint32_t x = 0; x < cnt; x++)
+				worst = out[n + 1 + x] > worst ? out[n + 1 + x] : worst;
+			if (lfpi_unlikely(worst >= count))
+				goto bad;
+			n += 1 + cnt;
+		}
+		d = nd;
+	}
+	*got = n;
+	return true;
+bad:
+	*got = n;
+	return false;
+}
+
 /* Write magazine m's blocks as one batch and push it on head; m ends empty.
  * The count goes to 0 before the push: a thread dying in between leaves
  * blocks marked LFPI_CACHED in no magazine, which lfpi_cache_sweep finds. */
 static void spill_batch(lfp_pool_t *p, uint32_t m, lfp_atomic_u64 *head, lfp_atomic_u64 *counter)
 {
 	struct lfpi_mag *g = lfpi_mag_at(p, m);
-	const uint32_t cap = carrier_cap(p), n = mag_count(p, m);
-	uint32_t top = LFP_NIL, i = 0;
+	const uint32_t n = mag_count(p, m);
 
 	if (n == 0)
 		return;
-	while (i < n) {
-		uint32_t c = g->ent[i++], cnt = n - i < cap ? n - i : cap;
-		char *mem = lfpi_ptr(p, c);
-		wr32(mem, 0, top);
-		memcpy(mem + 4, &g->ent[i], 4 * (size_t)cnt);
-		if (cnt < cap)
-			wr32(mem, 1 + cnt, LFP_NIL);
-		i += cnt;
-		top = c;
-	}
+	uint32_t top = batch_pack(p, g->ent, n);
 	lfp_store32_relaxed(&g->count, 0); /* K1 */
 	lfp_fetch_add64_relaxed(counter, n); /* relaxed: a statistic */
 	bstack_push(p, head, top);
@@ -316,36 +492,15 @@ static void spill_batch(lfp_pool_t *p, uint32_t m, lfp_atomic_u64 *head, lfp_ato
 static bool take_batch(lfp_pool_t *p, lfp_atomic_u64 *head, lfp_atomic_u64 *counter, uint32_t m,
 		       bool *corrupt)
 {
-	const uint32_t cap = carrier_cap(p), k = p->cache_size;
-	const uint64_t count = p->count;
 	struct lfpi_mag *g = lfpi_mag_at(p, m);
 	uint32_t c = bstack_pop(p, head), n = 0;
 
 	if (c == LFP_NIL)
 		return false;
-	/* K4 gave us the batch: its carriers are ours to read. */
+	/* K4 gave us the batch: its blocks are ours to read. */
 	lfp_store32_relaxed(&lfpi_next(p)[c], LFPI_CACHED); /* K2: the head joins the others */
-	for (uint32_t cur = c; cur != LFP_NIL;) {
-		if (lfpi_unlikely(cur >= count || n >= k)) {
-			*corrupt = true; /* a block written after it was freed? */
-			break;
-		}
-		g->ent[n++] = cur;
-		const char *mem = lfpi_ptr(p, cur);
-		uint32_t nextc = rd32(mem, 0);
-		for (uint32_t j = 1; j <= cap; j++) {
-			uint32_t x = rd32(mem, j);
-			if (x == LFP_NIL)
-				break;
-			if (lfpi_unlikely(x >= count || n >= k)) {
-				*corrupt = true;
-				nextc = LFP_NIL;
-				break;
-			}
-			g->ent[n++] = x;
-		}
-		cur = nextc;
-	}
+	if (lfpi_unlikely(!batch_unpack(p, c, g->ent, p->cache_size, &n)))
+		*corrupt = true; /* a block written after it was freed? */
 	lfp_fetch_sub64_relaxed(counter, n); /* relaxed: a statistic */
 	lfp_store32_relaxed(&g->count, n); /* K1 */
 	return n != 0;
@@ -356,45 +511,76 @@ static bool take_batch(lfp_pool_t *p, lfp_atomic_u64 *head, lfp_atomic_u64 *coun
 static void spill_any(lfp_pool_t *p, uint32_t m, lfp_atomic_u64 *batch_head,
 		      lfp_atomic_u64 *counter)
 {
-	if (carrier_cap(p) != 0)
+	if (dir_cap(p) != 0)
 		spill_batch(p, m, batch_head, counter);
 	else
 		spill(p, m);
+}
+
+/* Call fn(ctx, i) for every block of the batch headed by c but c itself, in
+ * pack order, while fn returns true. False if fn stopped or the batch is
+ * malformed (an index out of range, more than k blocks). Quiescent readers
+ * (validate, sweep) and the thread that popped the batch. */
+static bool batch_visit(const lfp_pool_t *p, uint32_t c, bool (*fn)(void *ctx, uint32_t i),
+			void *ctx)
+{
+	const uint32_t ds = dir_cap(p), cs = ds + 1, k = p->cache_size;
+	const uint64_t count = p->count;
+	uint32_t n = 0;
+
+	for (uint32_t d = c; d != LFP_NIL;) {
+		if (d >= count || ++n > k || (d != c && !fn(ctx, d)))
+			return false;
+		const char *dm = lfpi_ptr(p, d);
+		uint32_t s = rd32(dm, 0);
+		if (s > ds)
+			return false;
+		for (uint32_t j = 0; j < s; j++) {
+			uint32_t sc = rd32(dm, 2 + j);
+			if (sc >= count || ++n > k || !fn(ctx, sc))
+				return false;
+			const char *sm = lfpi_ptr(p, sc);
+			uint32_t cnt = rd32(sm, 0);
+			if (cnt > cs)
+				return false;
+			for (uint32_t x = 1; x <= cnt; x++) {
+				uint32_t i = rd32(sm, x);
+				if (i >= count || ++n > k || !fn(ctx, i))
+					return false;
+			}
+		}
+		d = rd32(dm, 1);
+	}
+	return true;
+}
+
+struct link_ctx {
+	lfp_atomic_u32 *next;
+	uint32_t last, n;
+};
+
+static bool link_one(void *v, uint32_t i)
+{
+	struct link_ctx *l = v;
+	lfp_store32_relaxed(&l->next[l->last], i); /* relaxed: published by R1 */
+	l->last = i;
+	l->n++;
+	return true;
 }
 
 /* Pop a batch from head and put its blocks on the free stack as one chain
  * (for threads without a cache slot). False if there was none. */
 static bool batch_to_stack(lfp_pool_t *p, lfp_atomic_u64 *head, lfp_atomic_u64 *counter)
 {
-	const uint32_t cap = carrier_cap(p);
-	const uint64_t count = p->count;
-	lfp_atomic_u32 *next = lfpi_next(p);
-	uint32_t c = bstack_pop(p, head), last = c, n = 1;
+	uint32_t c = bstack_pop(p, head);
+	struct link_ctx l = { lfpi_next(p), c, 1 };
 
 	if (c == LFP_NIL)
 		return false;
-	for (uint32_t cur = c; cur != LFP_NIL && n <= p->cache_size;) {
-		const char *mem = lfpi_ptr(p, cur);
-		uint32_t nextc = rd32(mem, 0);
-		for (uint32_t j = 1; j <= cap; j++) {
-			uint32_t x = rd32(mem, j);
-			if (x == LFP_NIL || x >= count)
-				break;
-			lfp_store32_relaxed(&next[last], x); /* relaxed: published by R1 */
-			last = x;
-			n++;
-		}
-		if (nextc != LFP_NIL && nextc < count) {
-			lfp_store32_relaxed(&next[last], nextc); /* relaxed: published by R1 */
-			last = nextc;
-			n++;
-		} else {
-			nextc = LFP_NIL;
-		}
-		cur = nextc;
-	}
-	lfp_fetch_sub64_relaxed(counter, n); /* relaxed: a statistic */
-	lfpi_stack_push_chain(p, c, last);
+	/* A malformed batch: keep what was linked (validate reports the rest). */
+	(void)batch_visit(p, c, link_one, &l);
+	lfp_fetch_sub64_relaxed(counter, l.n); /* relaxed: a statistic */
+	lfpi_stack_push_chain(p, c, l.last);
 	return true;
 }
 
@@ -566,7 +752,15 @@ static bool tc_refill(struct lfpi_tc *c)
 		tc_swap(c);
 		return true;
 	}
-	uint32_t m = mstack_pop(p, &s->home_full);
+	uint32_t m2, m = mstack_pop2(p, &s->home_full, &m2);
+	if (m2 != LFP_NIL) {
+		/* Two full ones for one CAS: both empties go home. */
+		park_empty(p, s, c->prev);
+		park_empty(p, s, c->loaded);
+		tc_set_prev(c, m2);
+		tc_load(c, m);
+		return true;
+	}
 	if (m == LFP_NIL && take_batch(p, &s->home_batch, &s->batched, c->loaded, &c->corrupt))
 		goto reload;
 	if (m == LFP_NIL)
@@ -596,7 +790,7 @@ static bool tc_refill(struct lfpi_tc *c)
 	/* loaded and prev are both empty: keep one as prev, park the other
 	 * on our own home_empty (only we pop it: empties are never stolen;
 	 * a thread short of them writes an in-band batch instead). */
-	mstack_push(p, &s->home_empty, c->prev);
+	park_empty(p, s, c->prev);
 	tc_set_prev(c, c->loaded);
 	tc_load(c, m);
 	return true;
@@ -615,7 +809,19 @@ static void tc_flush(struct lfpi_tc *c)
 		tc_swap(c);
 		return;
 	}
-	uint32_t e = mstack_pop(p, &s->home_empty);
+	uint32_t e = hempty_pop(p, s);
+	if (e != LFP_NIL) {
+		uint32_t e2 = hempty_pop(p, s);
+		if (e2 != LFP_NIL) {
+			/* Two empties at home: both full ones go to home_full as
+			 * one chain, prev -> loaded, with one CAS (K3). */
+			lfp_store32_relaxed(&lfpi_mag_next(p)[c->prev], c->loaded); /* relaxed: published by K3 */
+			lfpi_tagged_push_chain(lfpi_mag_next(p), &s->home_full, c->prev, c->loaded); /* K3: pairs with K4 */
+			tc_set_prev(c, e2);
+			tc_load(c, e);
+			return;
+		}
+	}
 	if (e == LFP_NIL)
 		e = mstack_pop(p, &p->depot_empty);
 	if (e != LFP_NIL) {
@@ -631,18 +837,23 @@ static void tc_flush(struct lfpi_tc *c)
 	tc_swap(c);
 }
 
-/* Give everything slot s holds to the shared structures: its loaded and prev
- * magazines end up empty (swapped for empty ones when there are any, so the
- * full ones travel whole), its home stacks move to the depot. Caller: the
- * owner, or anyone once the owner is dead or quiescent. `recover`: keep only
- * entries still marked LFPI_CACHED (a dead owner may have died mid-call). */
-static void slot_drain(lfp_pool_t *p, struct lfpi_slot *s, bool recover)
+/* Give everything slot s holds to the shared structures; its home stacks
+ * move to the depot. `keep` (a flush: the owner keeps the slot): its loaded
+ * and prev magazines end up empty (swapped for empty ones when there are
+ * any, so the full ones travel whole); else (the slot is being freed) both
+ * go to the depot and the slot holds none. Caller: the owner, or anyone once
+ * the owner is dead or quiescent. `recover`: keep only entries still marked
+ * LFPI_CACHED (a dead owner may have died mid-call, or mid-claim: then a
+ * magazine id may still be LFP_NIL). */
+static void slot_drain(lfp_pool_t *p, struct lfpi_slot *s, bool recover, bool keep)
 {
 	lfp_atomic_u32 *next = lfpi_next(p);
 
 	for (int w = 0; w < 2; w++) {
 		lfp_atomic_u32 *which = w ? &s->prev : &s->loaded;
 		uint32_t m = lfp_load32_relaxed(which); /* relaxed: ours, or K7/quiescence ordered it */
+		if (m >= p->n_mags)
+			continue; /* none (LFP_NIL): the owner died mid-claim */
 		struct lfpi_mag *g = lfpi_mag_at(p, m);
 		uint32_t n = mag_count(p, m);
 		if (recover) {
@@ -658,9 +869,16 @@ static void slot_drain(lfp_pool_t *p, struct lfpi_slot *s, bool recover)
 			n = kept;
 			lfp_store32_relaxed(&g->count, n); /* K1 */
 		}
+		if (!keep) {
+			/* NIL first: a drainer dying before the push leaves the
+			 * magazine nowhere, which lfpi_cache_sweep repairs. */
+			lfp_store32_relaxed(which, LFP_NIL); /* relaxed: as above */
+			mstack_push(p, n ? &p->depot_full : &p->depot_empty, m);
+			continue;
+		}
 		if (n == 0)
 			continue;
-		uint32_t e = mstack_pop(p, &s->home_empty);
+		uint32_t e = hempty_pop(p, s);
 		if (e == LFP_NIL)
 			e = mstack_pop(p, &p->depot_empty);
 		if (e != LFP_NIL) {
@@ -673,7 +891,7 @@ static void slot_drain(lfp_pool_t *p, struct lfpi_slot *s, bool recover)
 	uint32_t m;
 	while ((m = mstack_pop(p, &s->home_full)) != LFP_NIL)
 		mstack_push(p, &p->depot_full, m);
-	while ((m = mstack_pop(p, &s->home_empty)) != LFP_NIL)
+	while ((m = hempty_pop(p, s)) != LFP_NIL)
 		mstack_push(p, &p->depot_empty, m);
 	while ((m = bstack_pop(p, &s->home_batch)) != LFP_NIL)
 		bstack_push(p, &p->depot_batch, m);
@@ -683,6 +901,27 @@ static void slot_drain(lfp_pool_t *p, struct lfpi_slot *s, bool recover)
 	uint64_t b = lfp_load64_relaxed(&s->batched);
 	lfp_fetch_sub64_relaxed(&s->batched, b);
 	lfp_fetch_add64_relaxed(&p->batched, b);
+}
+
+/* An empty magazine for a slot being claimed: a spare one from the depot,
+ * else a full one (from the depot, or stolen from a home stack) whose blocks
+ * first become an in-band batch on the depot (or a chain on the free stack).
+ * One always exists at rest: claimed slots hold 2 of the 2 S + D magazines,
+ * and this slot was free. LFP_NIL only if every other one was in flight. */
+static uint32_t take_empty(lfp_pool_t *p)
+{
+	uint32_t m = mstack_pop(p, &p->depot_empty);
+	if (m != LFP_NIL)
+		return m;
+	m = mstack_pop(p, &p->depot_full);
+	for (uint32_t s = 0; m == LFP_NIL && s < p->cache_slots; s++) {
+		lfp_atomic_u64 *h = &lfpi_slot_at(p, s)->home_full;
+		if (!mstack_empty_hint(h))
+			m = mstack_pop(p, h);
+	}
+	if (m != LFP_NIL)
+		spill_any(p, m, &p->depot_batch, &p->batched);
+	return m;
 }
 
 static uint64_t owner_tag(const lfp_pool_t *p)
@@ -706,12 +945,24 @@ static bool tc_claim(struct lfpi_tc *c)
 			continue;
 		if (!lfp_cas64_acquire(&s->owner, &expect, tag)) /* K7: pairs with K8 */
 			continue;
+		/* A free slot holds no magazine: take two empty ones. */
+		uint32_t a = take_empty(p), b = a == LFP_NIL ? LFP_NIL : take_empty(p);
+		if (b == LFP_NIL) {
+			/* Every magazine was in flight (a tiny depot under
+			 * contention): run slotless for now, retry later. */
+			if (a != LFP_NIL)
+				mstack_push(p, &p->depot_empty, a);
+			lfp_store64_release(&s->owner, 0); /* K8: pairs with K7 */
+			break;
+		}
+		lfp_store32_relaxed(&s->loaded, a); /* relaxed: read when quiescent, or after K8 */
+		lfp_store32_relaxed(&s->prev, b);   /* relaxed: as above */
 		c->slot = s;
 		c->slot_id = sid;
 		c->victim = (sid + 1) % S;
 		tc_setup(c);
-		c->prev = lfp_load32_relaxed(&s->prev); /* relaxed: K7 ordered it */
-		tc_load(c, lfp_load32_relaxed(&s->loaded));
+		c->prev = b;
+		tc_load(c, a);
 		return true;
 	}
 	c->slot = NULL;
@@ -724,7 +975,7 @@ static void tc_release(struct lfpi_tc *c)
 {
 	if (c->slot == NULL)
 		return;
-	slot_drain(c->pool, c->slot, false);
+	slot_drain(c->pool, c->slot, false, false);
 	lfp_store64_release(&c->slot->owner, 0); /* K8: pairs with K7 */
 	c->slot = NULL;
 	tc_setup(c);
@@ -1027,7 +1278,7 @@ int lfp_pool_cache_flush(lfp_pool_t *pool)
 	struct lfpi_tc *c = tc_find(pool);
 	if (c == NULL || c->slot == NULL)
 		return 0;
-	slot_drain(pool, c->slot, false);
+	slot_drain(pool, c->slot, false, true);
 	c->prev = lfp_load32_relaxed(&c->slot->prev); /* relaxed: our own slot */
 	tc_load(c, lfp_load32_relaxed(&c->slot->loaded));
 	return 0;
@@ -1107,8 +1358,8 @@ void lfpi_cache_init(lfp_pool_t *p)
 		struct lfpi_slot *sl = lfpi_slot_at(p, s);
 		memset(sl, 0, sizeof *sl);
 		lfp_init64(&sl->owner, 0);
-		lfp_init32(&sl->loaded, 2 * s);
-		lfp_init32(&sl->prev, 2 * s + 1);
+		lfp_init32(&sl->loaded, LFP_NIL); /* a free slot holds no magazine */
+		lfp_init32(&sl->prev, LFP_NIL);
 		lfp_init64(&sl->home_full, lfp_head_make(LFP_NIL, 0));
 		lfp_init64(&sl->home_empty, lfp_head_make(LFP_NIL, 0));
 		lfp_init64(&sl->home_batch, lfp_head_make(LFP_NIL, 0));
@@ -1116,13 +1367,12 @@ void lfpi_cache_init(lfp_pool_t *p)
 	}
 	for (uint32_t m = 0; m < p->n_mags; m++)
 		lfp_init32(&lfpi_mag_at(p, m)->count, 0);
-	/* The spare magazines 2S .. M-1 start on depot_empty, linked in order. */
-	uint32_t first = 2 * p->cache_slots;
-	for (uint32_t m = first; m < p->n_mags; m++)
+	/* Every magazine starts on depot_empty, linked in order: a slot takes
+	 * two when a thread claims it and gives them back when it is freed, so
+	 * the magazines of slots nobody holds serve the threads that run. */
+	for (uint32_t m = 0; m < p->n_mags; m++)
 		lfp_init32(&mn[m], m + 1 < p->n_mags ? m + 1 : LFP_NIL);
-	for (uint32_t m = 0; m < first && m < p->n_mags; m++)
-		lfp_init32(&mn[m], LFP_NIL);
-	lfp_init64(&p->depot_empty, lfp_head_make(first < p->n_mags ? first : LFP_NIL, 0));
+	lfp_init64(&p->depot_empty, lfp_head_make(p->n_mags ? 0 : LFP_NIL, 0));
 }
 
 void lfpi_cache_destroy(lfp_pool_t *p)
@@ -1149,7 +1399,7 @@ void lfpi_cache_destroy(lfp_pool_t *p)
 		struct lfpi_slot *sl = lfpi_slot_at(p, s);
 		if (lfp_load64_relaxed(&sl->owner) == 0) /* relaxed: quiescent */
 			continue;
-		slot_drain(p, sl, false);
+		slot_drain(p, sl, false, false);
 		lfp_store64_release(&sl->owner, 0); /* K8 */
 	}
 }
@@ -1197,49 +1447,47 @@ static int walk_mags(const lfp_pool_t *p, const lfp_atomic_u64 *head, bool empti
 	return 0;
 }
 
+struct vis_ctx {
+	const lfp_atomic_u32 *next;
+	uint64_t entries, digest;
+	uint32_t bad; /* the block that failed, or LFP_NIL */
+};
+
+static bool check_cached(void *v, uint32_t i)
+{
+	struct vis_ctx *x = v;
+	if (lfp_load32_relaxed(&x->next[i]) != LFPI_CACHED) { /* relaxed: quiescent */
+		x->bad = i;
+		return false;
+	}
+	x->entries++;
+	x->digest += lfpi_index_hash(i);
+	return true;
+}
+
 /* Walk a batch stack (quiescent): every head's link in range, every other
- * carrier and index a block marked LFPI_CACHED; adds them to *entries and
- * *digest and the heads to *heads. */
+ * block of each batch marked LFPI_CACHED; adds them to *entries and *digest
+ * and the heads to *heads. */
 static int walk_batches(const lfp_pool_t *p, const lfp_atomic_u64 *head, lfp_pool_report_t *r,
 			uint64_t *entries, uint64_t *digest, uint64_t *heads)
 {
 	const lfp_atomic_u32 *next = lfpi_next(p);
 	const uint64_t count = p->count;
-	const uint32_t cap = carrier_cap(p);
 	uint64_t steps = 0;
 	uint32_t b = lfp_head_index(lfp_load64_acquire(head)); /* K4: pairs with K3 */
 
 	while (b != LFP_NIL) {
-		if (b >= count)
-			return vfail(r, "batch stack link out of range", b);
-		if (cap == 0)
+		if (b >= count || ++steps > count)
+			return vfail(r, "batch stack link out of range, or a cycle", b);
+		if (dir_cap(p) == 0)
 			return vfail(r, "a batch in a pool whose blocks cannot carry one", b);
 		(*heads)++;
-		uint32_t in_batch = 0;
-		for (uint32_t cur = b; cur != LFP_NIL;) {
-			if (cur >= count || ++steps > count || ++in_batch > p->cache_size)
-				return vfail(r, "batch carrier out of range or batch too long", cur);
-			/* relaxed: quiescent */
-			if (cur != b && lfp_load32_relaxed(&next[cur]) != LFPI_CACHED)
-				return vfail(r, "batch carrier not marked cached", cur);
-			if (cur != b) {
-				(*entries)++;
-				*digest += lfpi_index_hash(cur);
-			}
-			const char *mem = lfpi_ptr(p, cur);
-			for (uint32_t j = 1; j <= cap; j++) {
-				uint32_t x = rd32(mem, j);
-				if (x == LFP_NIL)
-					break;
-				if (x >= count || ++in_batch > p->cache_size)
-					return vfail(r, "batch entry out of range or batch too long", x);
-				if (lfp_load32_relaxed(&next[x]) != LFPI_CACHED) /* relaxed: quiescent */
-					return vfail(r, "batch entry not marked cached", x);
-				(*entries)++;
-				*digest += lfpi_index_hash(x);
-			}
-			cur = rd32(mem, 0);
-		}
+		struct vis_ctx x = { next, 0, 0, LFP_NIL };
+		if (!batch_visit(p, b, check_cached, &x))
+			return x.bad != LFP_NIL ? vfail(r, "batch block not marked cached", x.bad)
+						: vfail(r, "batch malformed: index out of range or too long", b);
+		*entries += x.entries;
+		*digest += x.digest;
 		b = lfp_load32_relaxed(&next[b]); /* relaxed: quiescent */
 	}
 	return 0;
@@ -1269,8 +1517,13 @@ int lfpi_cache_validate(const lfp_pool_t *p, lfp_pool_report_t *r, uint64_t *ent
 		    (rc = walk_batches(p, &sl->home_batch, r, entries, digest, heads)) < 0)
 			return rc;
 		uint32_t two[2] = { lfp_load32_relaxed(&sl->loaded), lfp_load32_relaxed(&sl->prev) }; /* relaxed: quiescent */
+		bool claimed = lfp_load64_relaxed(&sl->owner) != 0; /* relaxed: quiescent */
 		for (int w = 0; w < 2; w++) {
 			uint32_t m = two[w];
+			if (!claimed && m == LFP_NIL)
+				continue; /* a free slot holds no magazine */
+			if (!claimed)
+				return vfail(r, "a free slot holds a magazine", m);
 			if (m >= p->n_mags)
 				return vfail(r, "slot holds a magazine id out of range", m);
 			if (seen[m / 64] & (UINT64_C(1) << (m % 64)))
@@ -1306,7 +1559,7 @@ int lfpi_cache_reclaim_slot(lfp_pool_t *p, uint32_t s)
 	/* Acquire: what the dead owner stored before it died (K7-like). */
 	if (lfp_load64_acquire(&sl->owner) == 0)
 		return -EINVAL;
-	slot_drain(p, sl, true);
+	slot_drain(p, sl, true, false);
 	lfp_store64_release(&sl->owner, 0); /* K8: pairs with K7 */
 	return 0;
 }
@@ -1344,27 +1597,23 @@ static void sweep_mag(lfp_pool_t *p, uint32_t m)
 	lfp_store32_relaxed(&g->count, kept); /* K1 */
 }
 
-/* Mark the blocks of every batch on head seen (they are reachable). */
+static bool mark_seen(void *v, uint32_t i)
+{
+	lfp_atomic_u32 *next = v;
+	if (lfp_load32_relaxed(&next[i]) == LFPI_CACHED) /* relaxed: quiescent */
+		lfp_store32_relaxed(&next[i], LFPI_SEEN);
+	return true;
+}
+
+/* Mark the blocks of every batch on head seen (they are reachable; a
+ * malformed batch's blocks past the fault stay orphans). */
 static void sweep_batches(lfp_pool_t *p, const lfp_atomic_u64 *head)
 {
 	lfp_atomic_u32 *next = lfpi_next(p);
-	const uint32_t cap = carrier_cap(p);
 	uint64_t steps = 0;
 	uint32_t b = lfp_head_index(lfp_load64_acquire(head)); /* K4: pairs with K3 */
-	while (b < p->count && cap != 0 && steps++ < p->count) {
-		for (uint32_t cur = b, guard = 0; cur < p->count && guard++ <= p->cache_size;) {
-			const char *mem = lfpi_ptr(p, cur);
-			if (cur != b && lfp_load32_relaxed(&next[cur]) == LFPI_CACHED) /* relaxed: quiescent */
-				lfp_store32_relaxed(&next[cur], LFPI_SEEN);
-			for (uint32_t j = 1; j <= cap; j++) {
-				uint32_t x = rd32(mem, j);
-				if (x >= p->count)
-					break;
-				if (lfp_load32_relaxed(&next[x]) == LFPI_CACHED) /* relaxed: quiescent */
-					lfp_store32_relaxed(&next[x], LFPI_SEEN);
-			}
-			cur = rd32(mem, 0);
-		}
+	while (b < p->count && dir_cap(p) != 0 && steps++ < p->count) {
+		(void)batch_visit(p, b, mark_seen, next);
 		b = lfp_load32_relaxed(&next[b]); /* relaxed: quiescent */
 	}
 }

@@ -195,14 +195,16 @@ LFPI_HIDDEN void lfpi_stack_push_chain(lfp_pool_t *p, uint32_t first, uint32_t l
  * Magazine m holds up to cache_size block indices. Every magazine is, at any
  * time, a slot's `loaded` or `prev`, or on exactly one magazine stack (a
  * slot's home_full/home_empty or the pool's depot_full/depot_empty), or in
- * the hands of the one thread moving it between those. Slot s's magazines
- * are initially 2s and 2s+1; the rest start on depot_empty.
+ * the hands of the one thread moving it between those. All start on
+ * depot_empty; a claimed slot takes two, a freed slot gives them back (a
+ * free slot's loaded and prev are LFP_NIL).
  *
  * In-band batches: when a full magazine finds no empty one to swap with, its
- * indices are written into the memory of its own (free) blocks - carriers,
- * each holding {next carrier, up to stride/4 - 1 indices (NIL-terminated)} -
- * and the first carrier is pushed on a batch stack (a slot's home_batch or
- * depot_batch) whose links are that carrier's next[] word. Carriers' memory
+ * indices are written into the memory of its own (free) blocks - a chain of
+ * directories {count, next directory, sub-carrier indices} whose
+ * sub-carriers hold {count, indices} (pool/cache.c) - and the first
+ * directory is pushed on a batch stack (a slot's home_batch or depot_batch)
+ * whose links are that block's next[] word. Carriers' memory
  * is written before the push (K3) and read only by the thread whose pop won
  * (K4); stale poppers read only next[].
  */
@@ -212,9 +214,9 @@ struct lfpi_slot {
 	lfp_atomic_u32 loaded;     /* magazine ids; written by the owner
 				    * (relaxed), read by validate/recovery */
 	lfp_atomic_u32 prev;
-	lfp_atomic_u64 home_full;  /* the owner's magazine stacks; thieves pop
+	lfp_atomic_u64 home_full;  /* the owner's full magazines; thieves pop
 				    * them too (K3/K4) */
-	lfp_atomic_u64 home_empty;
+	lfp_atomic_u64 home_empty; /* the owner's empty ones: owner only (K11) */
 	lfp_atomic_u64 home_batch; /* the owner's in-band batches (K3/K4) */
 	lfp_atomic_u64 batched;    /* blocks in them (relaxed: a statistic, kept
 				    * per slot so the count never bounces) */

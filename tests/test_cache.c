@@ -290,6 +290,212 @@ Test(cached, tiny_magazines_and_depot_overflow)
 	lfp_pool_destroy(p);
 }
 
+static uint64_t batched_blocks(const lfp_pool_t *p)
+{
+	uint64_t n = lfp_load64_relaxed(&p->batched);
+	for (uint32_t s = 0; s < p->cache_slots; s++)
+		n += lfp_load64_relaxed(&lfpi_slot_at(p, s)->batched);
+	return n;
+}
+
+Test(cached, magazines_of_free_slots_serve_the_running_thread)
+{
+	/* 8 slots x 2 + 1 spare = 17 magazines of 8. Free slots hold none, so
+	 * one thread can keep 17 x 8 = 136 freed blocks in magazines, not just
+	 * the 3 x 8 of its own two and the spare, and writes no in-band batch
+	 * (each batch costs a pack and an unpack of its indices). */
+	lfp_pool_config_t c = cfg(64, 400);
+	c.cache_slots = 8;
+	c.cache_size = 8;
+	c.cache_depot = 1;
+	lfp_pool_t *p = make(c);
+	cr_assert_eq(p->n_mags, 17);
+	void *all[136];
+	for (int i = 0; i < 136; i++)
+		cr_assert_not_null(all[i] = lfp_pool_alloc(p));
+	for (int i = 0; i < 136; i++)
+		cr_assert_eq(lfp_pool_free(p, all[i]), 0);
+	cr_assert_eq(batched_blocks(p), 0, "%llu blocks went to in-band batches",
+		     (unsigned long long)batched_blocks(p));
+	lfp_pool_report_t r;
+	cr_assert_eq(lfp_pool_validate(p, &r), 0, "%s", r.error ? r.error : "-");
+	cr_assert_eq(r.cached, 136);
+	for (uint32_t s = 0; s < p->cache_slots; s++) {
+		const struct lfpi_slot *sl = lfpi_slot_at(p, s);
+		if (lfp_load64_relaxed(&sl->owner) == 0) {
+			cr_assert_eq(lfp_load32_relaxed(&sl->loaded), LFP_NIL, "free slot %u", s);
+			cr_assert_eq(lfp_load32_relaxed(&sl->prev), LFP_NIL, "free slot %u", s);
+		}
+	}
+	cycle_all(p, 400);
+	assert_valid(p, 400);
+	lfp_pool_destroy(p);
+}
+
+static void *claim_and_cycle(void *v)
+{
+	lfp_pool_t *p = v;
+	void *b[40];
+	lfp_cache_t *h = lfp_pool_cache(p);
+	if (h == NULL)
+		return (void *)1;
+	uint32_t claimed = 0;
+	for (uint32_t s = 0; s < p->cache_slots; s++)
+		claimed += lfp_load64_relaxed(&lfpi_slot_at(p, s)->owner) != 0;
+	if (claimed != 2)
+		return (void *)2; /* this thread did not get the second slot */
+	for (int i = 0; i < 40; i++)
+		if ((b[i] = lfp_cache_alloc(h)) == NULL)
+			return (void *)3;
+	for (int i = 0; i < 40; i++)
+		if (lfp_cache_free(h, b[i]) != 0)
+			return (void *)4;
+	return NULL;
+}
+
+Test(cached, a_claim_when_every_spare_magazine_is_full)
+{
+	/* 2 slots x 2 + 1 = 5 magazines of 8. This thread fills all five (its
+	 * two, three on its home stack) and more as batches; a second thread
+	 * still gets a slot: its claim empties a full magazine into a batch. */
+	lfp_pool_config_t c = cfg(64, 600);
+	c.cache_slots = 2;
+	c.cache_size = 8;
+	c.cache_depot = 1;
+	lfp_pool_t *p = make(c);
+	void *all[200];
+	for (int i = 0; i < 200; i++)
+		cr_assert_not_null(all[i] = lfp_pool_alloc(p));
+	for (int i = 0; i < 200; i++)
+		cr_assert_eq(lfp_pool_free(p, all[i]), 0);
+	cr_assert_eq(lfp_head_index(lfp_load64_relaxed(&p->depot_empty)), LFP_NIL,
+		     "no spare empty magazine left");
+	pthread_t t;
+	void *rc;
+	pthread_create(&t, NULL, claim_and_cycle, p);
+	pthread_join(t, &rc);
+	cr_assert_null(rc, "second thread: step %d failed", (int)(intptr_t)rc);
+	assert_valid(p, 600);
+	cycle_all(p, 600);
+	assert_valid(p, 600);
+	lfp_pool_destroy(p);
+}
+
+static uint32_t stack_len(const lfp_pool_t *p, const lfp_atomic_u64 *head)
+{
+	uint32_t n = 0;
+	for (uint32_t m = lfp_head_index(lfp_load64_relaxed(head)); m < p->n_mags && n <= p->n_mags;
+	     m = lfp_load32_relaxed(&lfpi_mag_next(p)[m]))
+		n++;
+	return n;
+}
+
+static struct lfpi_slot *the_claimed_slot(const lfp_pool_t *p)
+{
+	for (uint32_t s = 0; s < p->cache_slots; s++)
+		if (lfp_load64_relaxed(&lfpi_slot_at(p, s)->owner) != 0)
+			return lfpi_slot_at(p, s);
+	cr_assert_fail("no claimed slot");
+	return NULL;
+}
+
+static uint32_t held_count(const lfp_pool_t *p, const lfp_atomic_u32 *which)
+{
+	return lfp_load32_relaxed(&lfpi_mag_at(p, lfp_load32_relaxed(which))->count);
+}
+
+Test(cached, exchanges_move_two_magazines_per_cas)
+{
+	/* One slot, magazines of 8. When loaded and prev are both empty, a
+	 * refill takes the top two full magazines of home_full with one CAS
+	 * (its tag moves by 1) and parks both empties on home_empty; when both
+	 * are full and two empties wait at home, a flush pushes both full ones
+	 * as one chain with one CAS. */
+	lfp_pool_config_t c = cfg(64, 1000);
+	c.cache_slots = 1;
+	c.cache_size = 8;
+	c.cache_depot = 8;
+	lfp_pool_t *p = make(c);
+	void *a[48];
+	for (int i = 0; i < 48; i++)
+		cr_assert_not_null(a[i] = lfp_pool_alloc(p));
+	for (int i = 0; i < 48; i++)
+		cr_assert_eq(lfp_pool_free(p, a[i]), 0);
+	struct lfpi_slot *sl = the_claimed_slot(p);
+	cr_assert_eq(stack_len(p, &sl->home_full), 4, "48 = 16 held + 4 full at home");
+	for (int i = 0; i < 16; i++) /* drain loaded and prev */
+		cr_assert_not_null(a[i] = lfp_pool_alloc(p));
+	uint32_t tag = lfp_head_tag(lfp_load64_relaxed(&sl->home_full));
+	cr_assert_not_null(a[16] = lfp_pool_alloc(p)); /* the refill */
+	cr_assert_eq(lfp_head_tag(lfp_load64_relaxed(&sl->home_full)), tag + 1, "one CAS");
+	cr_assert_eq(stack_len(p, &sl->home_full), 2, "two magazines left home_full");
+	cr_assert_eq(held_count(p, &sl->loaded), 7);
+	cr_assert_eq(held_count(p, &sl->prev), 8, "prev is the second full magazine");
+	cr_assert_eq(stack_len(p, &sl->home_empty), 2, "both empties parked at home");
+	cr_assert_eq(lfp_pool_free(p, a[16]), 0); /* loaded full again, prev full */
+	tag = lfp_head_tag(lfp_load64_relaxed(&sl->home_full));
+	cr_assert_eq(lfp_pool_free(p, a[15]), 0); /* the flush */
+	cr_assert_eq(lfp_head_tag(lfp_load64_relaxed(&sl->home_full)), tag + 1, "one CAS");
+	cr_assert_eq(stack_len(p, &sl->home_full), 4, "both full magazines went home");
+	cr_assert_eq(stack_len(p, &sl->home_empty), 0);
+	cr_assert_eq(held_count(p, &sl->loaded), 1);
+	cr_assert_eq(held_count(p, &sl->prev), 0);
+	for (int i = 0; i < 15; i++)
+		cr_assert_eq(lfp_pool_free(p, a[i]), 0);
+	assert_valid(p, 1000);
+	cycle_all(p, 1000);
+	assert_valid(p, 1000);
+	lfp_pool_destroy(p);
+}
+
+static uint32_t word_of(const lfp_pool_t *p, uint32_t block, uint32_t w)
+{
+	uint32_t v;
+	memcpy(&v, (const char *)lfpi_ptr(p, block) + 4 * w, sizeof v);
+	return v;
+}
+
+Test(cached, an_in_band_batch_lists_its_carriers_in_one_directory)
+{
+	/* 64-byte blocks: a directory lists up to 14 sub-carriers of 15
+	 * indices each, so a 64-block batch is one directory and 4 sub-carriers
+	 * (4 + 4 x 15 >= 63): an unpacker learns all four from one read. A
+	 * planted bad count in a sub-carrier is reported by validate. */
+	lfp_pool_config_t c = cfg(64, 2000);
+	c.cache_slots = 1;
+	c.cache_size = 64;
+	c.cache_depot = 1;
+	lfp_pool_t *p = make(c);
+	void *a[256];
+	for (int i = 0; i < 256; i++)
+		cr_assert_not_null(a[i] = lfp_pool_alloc(p));
+	for (int i = 0; i < 256; i++)
+		cr_assert_eq(lfp_pool_free(p, a[i]), 0);
+	struct lfpi_slot *sl = the_claimed_slot(p);
+	uint32_t d = lfp_head_index(lfp_load64_relaxed(&sl->home_batch));
+	cr_assert_lt(d, p->count, "a batch was written");
+	cr_assert_eq(word_of(p, d, 0), 4, "one directory, 4 sub-carriers");
+	cr_assert_eq(word_of(p, d, 1), LFP_NIL, "no second directory");
+	uint32_t total = 1;
+	for (uint32_t j = 0; j < 4; j++) {
+		uint32_t sc = word_of(p, d, 2 + j);
+		cr_assert_lt(sc, p->count);
+		cr_assert_eq(lfp_load32_relaxed(&lfpi_next(p)[sc]), LFPI_CACHED);
+		total += 1 + word_of(p, sc, 0);
+	}
+	cr_assert_eq(total, 64, "the batch holds one magazine");
+	assert_valid(p, 2000);
+	uint32_t sc = word_of(p, d, 2), keep = word_of(p, sc, 0), bad = 999;
+	memcpy(lfpi_ptr(p, sc), &bad, sizeof bad);
+	lfp_pool_report_t r;
+	cr_assert_eq(lfp_pool_validate(p, &r), -EUCLEAN, "a malformed batch must be seen");
+	memcpy(lfpi_ptr(p, sc), &keep, sizeof keep);
+	assert_valid(p, 2000);
+	cycle_all(p, 2000);
+	assert_valid(p, 2000);
+	lfp_pool_destroy(p);
+}
+
 /* ======================================================================== */
 TestSuite(handle);
 
