@@ -16,6 +16,13 @@ BENCH_SRC   = stress/bench.c
 BENCH_DEPS  = $(BENCH_SRC) include/lfpool.h atomics/lfp_atomic.h $(BUILD)/liblfpool.a
 BENCH_BINS  = $(BENCH_DIR)/lfpool-bench $(BENCH_DIR)/lfpool-bench-jemalloc \
               $(BENCH_DIR)/lfpool-bench-mimalloc $(BENCH_DIR)/lfpool-bench-tcmalloc
+# DPDK's rte_mempool, the issue's "closest production peer", when libdpdk-dev
+# is installed (it is not installed by default: ~230 packages; `tools/ensure-deps
+# bench-dpdk` installs it). Without it the dpdk row is skipped.
+BENCH_DPDK_OK := $(shell pkg-config --exists libdpdk 2>/dev/null && echo yes)
+ifeq ($(BENCH_DPDK_OK),yes)
+BENCH_BINS += $(BENCH_DIR)/lfpool-bench-dpdk
+endif
 BENCH_CFLAGS = $(filter-out -O2 -O0 -O1,$(CFLAGS)) -O2
 
 .PHONY: bench bench-bin deps-bench
@@ -42,6 +49,11 @@ $(BENCH_DIR)/lfpool-bench-tcmalloc: $(BENCH_DEPS)
 	$(CC) $(BENCH_CFLAGS) -DBENCH_MALLOC_NAME='"tcmalloc"' $< -o $@ $(BUILD)/liblfpool.a \
 	  $$(pkg-config --libs libtcmalloc_minimal 2>/dev/null || echo -ltcmalloc_minimal) \
 	  $(LDLIBS_LIB) $(LDFLAGS_SAN)
+
+$(BENCH_DIR)/lfpool-bench-dpdk: $(BENCH_DEPS)
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CFLAGS) -DBENCH_DPDK $$(pkg-config --cflags libdpdk) $< -o $@ \
+	  $(BUILD)/liblfpool.a $$(pkg-config --libs libdpdk) $(LDLIBS_LIB) $(LDFLAGS_SAN)
 
 bench-bin: deps-bench
 	@$(MAKE) --no-print-directory $(BENCH_BINS)

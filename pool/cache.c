@@ -242,21 +242,6 @@ static void hempty_push(lfp_pool_t *p, struct lfpi_slot *s, uint32_t m)
 	lfp_store64_relaxed(&s->home_empty, lfp_head_next(h, m)); /* K11 */
 }
 
-/* Park empty magazine m: at home while home holds fewer than two (a flush
- * takes two at once), else on the depot, where a thread that only frees
- * finds it. Without the bound a thread that only allocates (a handoff's
- * producer) kept every empty at home, and its consumer, short of empties,
- * wrote in-band batches: handoff 1.6x slower. */
-static void hempty_push(lfp_pool_t *p, struct lfpi_slot *s, uint32_t m);
-static void park_empty(lfp_pool_t *p, struct lfpi_slot *s, uint32_t m)
-{
-	uint32_t top = lfp_head_index(lfp_load64_relaxed(&s->home_empty)); /* K11: owner only */
-	if (top < p->n_mags && lfp_load32_relaxed(&lfpi_mag_next(p)[top]) < p->n_mags) /* K11 */
-		mstack_push(p, &p->depot_empty, m);
-	else
-		hempty_push(p, s, m);
-}
-
 static uint32_t hempty_pop(lfp_pool_t *p, struct lfpi_slot *s)
 {
 	uint64_t h = lfp_load64_relaxed(&s->home_empty); /* K11: owner only */
@@ -755,8 +740,8 @@ static bool tc_refill(struct lfpi_tc *c)
 	uint32_t m2, m = mstack_pop2(p, &s->home_full, &m2);
 	if (m2 != LFP_NIL) {
 		/* Two full ones for one CAS: both empties go home. */
-		park_empty(p, s, c->prev);
-		park_empty(p, s, c->loaded);
+		hempty_push(p, s, c->prev);
+		hempty_push(p, s, c->loaded);
 		tc_set_prev(c, m2);
 		tc_load(c, m);
 		return true;
@@ -790,7 +775,7 @@ static bool tc_refill(struct lfpi_tc *c)
 	/* loaded and prev are both empty: keep one as prev, park the other
 	 * on our own home_empty (only we pop it: empties are never stolen;
 	 * a thread short of them writes an in-band batch instead). */
-	park_empty(p, s, c->prev);
+	hempty_push(p, s, c->prev);
 	tc_set_prev(c, c->loaded);
 	tc_load(c, m);
 	return true;

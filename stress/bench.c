@@ -8,6 +8,8 @@
  *   lfpool-bench-jemalloc  the same program linked with -ljemalloc (its
  *   lfpool-bench-mimalloc  malloc replaces glibc's), and so on; only its
  *   lfpool-bench-tcmalloc  "malloc" row is used.
+ *   lfpool-bench-dpdk      built with -DBENCH_DPDK where pkg-config finds
+ *                          libdpdk: the "dpdk" row only.
  * The driver (lfpool-bench without --child) runs every measurement in a fresh
  * child process (fork + exec of the right binary), repetition-major: rep 1 of
  * every allocator, then rep 2, ..., so slow drift of a shared machine hits
@@ -24,6 +26,11 @@
  *   lfpool-nocache  lfp_pool_alloc/free, pool made with LFP_POOL_NO_CACHE
  *   lfpool          lfp_pool_alloc/free (the per-thread cache in front)
  *   lfpool-inline   lfp_cache_alloc/free through lfp_pool_cache()'s handle
+ *   dpdk            DPDK's rte_mempool (ring_mp_mc ops) with a 256-object
+ *                   per-lcore cache, rte_mempool_get/put; the EAL runs with
+ *                   --no-huge --no-pci --no-shconf, every worker thread is
+ *                   registered with rte_thread_register() so it has an lcore
+ *                   and a cache (the issue's "closest production peer")
  * lfpool is used only through <lfpool.h> and the built library.
  *
  * Scenarios (sizes 16, 64, 256 bytes by default):
@@ -69,6 +76,14 @@
 #define BENCH_MALLOC_NAME "glibc"
 #endif
 
+#ifdef BENCH_DPDK
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_lcore.h>
+#include <rte_mempool.h>
+#define DPDK_CACHE 256u
+#endif
+
 #define BATCH 10000u
 #define RING 1024u
 #define NOOP_ARENA 4096u
@@ -77,9 +92,9 @@
 
 /* ---- what one measurement runs ----------------------------------------------- */
 
-enum kind { K_NOOP, K_MALLOC, K_MUTEX, K_LFP_NOCACHE, K_LFP, K_LFP_INLINE, K_COUNT };
+enum kind { K_NOOP, K_MALLOC, K_MUTEX, K_LFP_NOCACHE, K_LFP, K_LFP_INLINE, K_DPDK, K_COUNT };
 static const char *const kind_name[K_COUNT] = { "noop", "malloc", "mutex", "lfpool-nocache",
-						"lfpool", "lfpool-inline" };
+						"lfpool", "lfpool-inline", "dpdk" };
 
 enum scen { S_HOT, S_LIFO, S_SHUF, S_MT_HOT, S_MT_BATCH, S_HANDOFF, S_OVER, S_COUNT };
 static const char *const scen_name[S_COUNT] = { "hot", "batch-lifo", "batch-shuffled", "mt-hot",
@@ -123,6 +138,9 @@ static struct {
 	unsigned threads;
 	uint64_t hot_pairs, rounds, objects;
 	lfp_pool_t *pool;
+#ifdef BENCH_DPDK
+	struct rte_mempool *mp;
+#endif
 	struct mutex_pool mx;
 	char *mx_mem;
 	int cpus[MAX_THREADS];
@@ -189,6 +207,12 @@ static ALWAYS_INLINE void *bench_alloc(enum kind k, struct ctx *c)
 		return lfp_pool_alloc(m.pool);
 	case K_LFP_INLINE:
 		return lfp_cache_alloc(c->cache);
+#ifdef BENCH_DPDK
+	case K_DPDK: {
+		void *p;
+		return rte_mempool_get(m.mp, &p) == 0 ? p : NULL;
+	}
+#endif
 	default:
 		return NULL;
 	}
@@ -217,6 +241,11 @@ static ALWAYS_INLINE void bench_free(enum kind k, struct ctx *c, void *p)
 		if (lfp_cache_free(c->cache, p) != 0)
 			c->failed = 1;
 		break;
+#ifdef BENCH_DPDK
+	case K_DPDK:
+		rte_mempool_put(m.mp, p);
+		break;
+#endif
 	default:
 		break;
 	}
@@ -338,8 +367,14 @@ static ALWAYS_INLINE void body_consume(enum kind k, struct ctx *c, uint64_t n)
 	case K_LFP_NOCACHE: { const enum kind k = K_LFP_NOCACHE; call; } break;          \
 	case K_LFP: { const enum kind k = K_LFP; call; } break;                          \
 	case K_LFP_INLINE: { const enum kind k = K_LFP_INLINE; call; } break;            \
+	DISPATCH_DPDK(call)                                                              \
 	default: break;                                                                  \
 	}
+#ifdef BENCH_DPDK
+#define DISPATCH_DPDK(call) case K_DPDK: { const enum kind k = K_DPDK; call; } break;
+#else
+#define DISPATCH_DPDK(call)
+#endif
 
 static void run_body(struct ctx *c, bool warm)
 {
@@ -393,6 +428,11 @@ static void *thread_main(void *arg)
 {
 	struct ctx *c = arg;
 	pin(c->pin_cpu);
+#ifdef BENCH_DPDK
+	/* An lcore id, hence a per-lcore cache, for this non-EAL thread. */
+	if (m.kind == K_DPDK && rte_thread_register() != 0)
+		die("rte_thread_register failed (no lcore left?)");
+#endif
 	if (m.kind == K_LFP_INLINE) {
 		c->cache = lfp_pool_cache(m.pool);
 		if (c->cache == NULL)
@@ -409,6 +449,10 @@ static void *thread_main(void *arg)
 	c->wall1 = now_ns(CLOCK_MONOTONIC);
 	if (m.kind == K_LFP || m.kind == K_LFP_INLINE)
 		(void)lfp_pool_cache_flush(m.pool);
+#ifdef BENCH_DPDK
+	if (m.kind == K_DPDK)
+		rte_thread_unregister();
+#endif
 	return NULL;
 }
 
@@ -453,6 +497,43 @@ static void make_pool(void)
 	}
 }
 
+#ifdef BENCH_DPDK
+/* The EAL without hugepages, devices or shared files, sized for the pool;
+ * then a mempool of the same block count as make_pool's. */
+static void make_dpdk_pool(void)
+{
+	uint64_t live = (uint64_t)m.threads * BATCH;
+	if (m.scen == S_HANDOFF)
+		live = (uint64_t)m.threads / 2 * (RING + 2 * BATCH);
+	uint64_t n = live + live / 4 + 8192 + (uint64_t)m.threads * DPDK_CACHE * 2;
+	uint64_t mib = (n * (m.size + 192)) / (1u << 20) + 128;
+	char mem[32];
+	snprintf(mem, sizeof mem, "%llu", (unsigned long long)mib);
+	/* rte_eal_init takes char **: writable copies of the arguments. */
+	static char a0[] = "lfpool-bench", a1[] = "--no-huge", a2[] = "--no-pci", a3[] = "--no-shconf",
+		    a4[] = "-m", a6[] = "--log-level", a7[] = "lib.*:error", a8[] = "-l", a9[] = "0";
+	char *argv[] = { a0, a1, a2, a3, a4, mem, a6, a7, a8, a9, NULL };
+	cpu_set_t saved;
+	if (pthread_getaffinity_np(pthread_self(), sizeof saved, &saved) != 0)
+		die("pthread_getaffinity_np");
+	if (rte_eal_init((int)(sizeof argv / sizeof argv[0]) - 1, argv) < 0) {
+		fprintf(stderr, "lfpool-bench: rte_eal_init: %s\n", rte_strerror(rte_errno));
+		exit(1);
+	}
+	/* The EAL pinned this thread to lcore 0's CPU; the workers it starts
+	 * must get the scenario's placement, not that one. */
+	if (pthread_setaffinity_np(pthread_self(), sizeof saved, &saved) != 0)
+		die("pthread_setaffinity_np");
+	m.mp = rte_mempool_create("lfpool-bench", (unsigned)n, (unsigned)m.size, DPDK_CACHE, 0, NULL,
+				  NULL, NULL, NULL, SOCKET_ID_ANY, 0);
+	if (m.mp == NULL) {
+		fprintf(stderr, "lfpool-bench: rte_mempool_create(%llu x %zu): %s\n",
+			(unsigned long long)n, m.size, rte_strerror(rte_errno));
+		exit(1);
+	}
+}
+#endif
+
 static void make_mutex_pool(void)
 {
 	uint64_t n = (uint64_t)m.threads * BATCH + (uint64_t)m.threads * RING + 1024;
@@ -491,6 +572,10 @@ static int child(void)
 		make_pool();
 	if (m.kind == K_MUTEX)
 		make_mutex_pool();
+#ifdef BENCH_DPDK
+	if (m.kind == K_DPDK)
+		make_dpdk_pool();
+#endif
 
 	cs = aligned_alloc(64, sizeof *cs * m.threads);
 	if (cs == NULL)
@@ -602,7 +687,7 @@ static bool is_exec(const char *path)
 static unsigned rows_for(struct row *rows)
 {
 	static const char *const all[] = { "noop", "glibc", "jemalloc", "mimalloc", "tcmalloc", "mutex",
-					   "lfpool-nocache", "lfpool", "lfpool-inline" };
+					   "dpdk", "lfpool-nocache", "lfpool", "lfpool-inline" };
 	unsigned n = 0;
 	for (unsigned i = 0; i < sizeof all / sizeof all[0]; i++) {
 		bool want = o.n_allocs == 0;
@@ -613,14 +698,14 @@ static unsigned rows_for(struct row *rows)
 		struct row *r = &rows[n];
 		snprintf(r->name, sizeof r->name, "%s", all[i]);
 		bool peer = !strcmp(all[i], "jemalloc") || !strcmp(all[i], "mimalloc") ||
-			    !strcmp(all[i], "tcmalloc");
+			    !strcmp(all[i], "tcmalloc") || !strcmp(all[i], "dpdk");
 		if (peer) {
 			snprintf(r->bin, sizeof r->bin, "%s/lfpool-bench-%s", self_dir, all[i]);
 			if (!is_exec(r->bin)) {
 				fprintf(stderr, "lfpool-bench: %s not built; row skipped\n", r->bin);
 				continue;
 			}
-			snprintf(r->kind, sizeof r->kind, "malloc");
+			snprintf(r->kind, sizeof r->kind, "%s", !strcmp(all[i], "dpdk") ? "dpdk" : "malloc");
 		} else {
 			snprintf(r->bin, sizeof r->bin, "%s/lfpool-bench", self_dir);
 			snprintf(r->kind, sizeof r->kind, "%s", !strcmp(all[i], "glibc") ? "malloc" : all[i]);
@@ -781,7 +866,7 @@ static void usage(const char *why)
 		"         [--mt-threads N] [--handoff-pairs N] [--over-threads LIST]\n"
 		"         [--cache k,slots,depot] [--csv FILE]\n"
 		"  scenarios: hot batch-lifo batch-shuffled mt-hot mt-batch handoff over (default all)\n"
-		"  allocators: noop glibc jemalloc mimalloc tcmalloc mutex lfpool-nocache lfpool\n"
+		"  allocators: noop glibc jemalloc mimalloc tcmalloc mutex dpdk lfpool-nocache lfpool\n"
 		"              lfpool-inline (default all that are built)\n",
 		why);
 	exit(2);
