@@ -120,6 +120,7 @@ static struct opts {
 	unsigned mt_threads, handoff_pairs;
 	unsigned over[8], n_over;
 	size_t cache_k, cache_slots, cache_depot;
+	unsigned child_timeout; /* seconds a child may run (0: no limit) */
 	const char *csv;
 	/* lists to run (driver) */
 	bool scen_on[S_COUNT];
@@ -127,7 +128,7 @@ static struct opts {
 	unsigned n_sizes;
 	char allocs[16][32];
 	unsigned n_allocs;
-} o = { .reps = 5, .mt_threads = 2, .handoff_pairs = 1, .over = { 16, 64 }, .n_over = 2,
+} o = { .reps = 5, .child_timeout = 60, .mt_threads = 2, .handoff_pairs = 1, .over = { 16, 64 }, .n_over = 2,
 	.sizes = { 16, 64, 256 }, .n_sizes = 3 };
 
 /* The one measurement this (child) process makes. */
@@ -717,25 +718,35 @@ static unsigned rows_for(struct row *rows)
 
 static char common_args[512];
 
-/* Run one child; true with its two figures, false if it failed. */
-static bool measure(const struct row *r, const char *scen, size_t size, double *wall, double *cpu)
+#define DNF (-2.0) /* a cell whose child ran past --child-timeout */
+
+/* Run one child under timeout(1); 1 with its two figures, 0 if it failed,
+ * -1 if it ran past --child-timeout (killed: "did not finish"). */
+static int measure(const struct row *r, const char *scen, size_t size, double *wall, double *cpu)
 {
-	char cmd[8192];
-	snprintf(cmd, sizeof cmd, "'%s' --child %s %zu %s %s", r->bin, scen, size, r->kind, common_args);
+	char cmd[8192], lim[64] = "";
+	if (o.child_timeout)
+		snprintf(lim, sizeof lim, "timeout -k 5 %u ", o.child_timeout);
+	snprintf(cmd, sizeof cmd, "%s'%s' --child %s %zu %s %s", lim, r->bin, scen, size, r->kind,
+		 common_args);
 	FILE *f = popen(cmd, "r");
 	if (f == NULL)
-		return false;
+		return 0;
 	char line[256];
 	bool ok = false;
 	while (fgets(line, sizeof line, f))
 		if (sscanf(line, "RESULT %lf %lf", wall, cpu) == 2)
 			ok = true;
 	int st = pclose(f);
+	if (o.child_timeout && WIFEXITED(st) && (WEXITSTATUS(st) == 124 || WEXITSTATUS(st) == 137)) {
+		fprintf(stderr, "lfpool-bench: did not finish within %u s: %s\n", o.child_timeout, cmd);
+		return -1;
+	}
 	if (st != 0 || !ok) {
 		fprintf(stderr, "lfpool-bench: child failed: %s (status %d)\n", cmd, st);
-		return false;
+		return 0;
 	}
-	return true;
+	return 1;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -811,10 +822,20 @@ static int driver(int argc, char **argv)
 		for (unsigned z = 0; z < o.n_sizes; z++)
 			for (unsigned rep = 0; rep < o.reps; rep++)
 				for (unsigned i = 0; i < nrows; i++) {
-					if (!measure(&rows[i], jobs[j].arg, o.sizes[z], &wall[i][z][rep],
-						     &cpu[i][z][rep])) {
-						wall[i][z][rep] = cpu[i][z][rep] = -1;
-						bad = 1;
+					/* A row that did not finish once is not run again
+					 * for this scenario and size. */
+					if (rep > 0 && cpu[i][z][0] == DNF) {
+						wall[i][z][rep] = cpu[i][z][rep] = DNF;
+						continue;
+					}
+					int got = measure(&rows[i], jobs[j].arg, o.sizes[z], &wall[i][z][rep],
+							  &cpu[i][z][rep]);
+					if (got <= 0) {
+						wall[i][z][rep] = cpu[i][z][rep] = got < 0 ? DNF : -1;
+						/* A peer that hangs is a result; lfpool hanging
+						 * or any child failing is an error. */
+						if (got == 0 || !strncmp(rows[i].name, "lfpool", 6))
+							bad = 1;
 					}
 					if (csv)
 						fprintf(csv, "%s,%zu,%s,%u,%.4f,%.4f\n", jobs[j].label,
@@ -839,7 +860,9 @@ static int driver(int argc, char **argv)
 		for (unsigned i = 0; i < nrows; i++) {
 			printf("| %s |", rows[i].name);
 			for (unsigned z = 0; z < o.n_sizes; z++) {
-				if (glibc >= 0 && mc[glibc][z] > 0)
+				if (cpu[i][z][0] == DNF)
+					printf(" DNF (> %u s) | - | - |", o.child_timeout);
+				else if (glibc >= 0 && mc[glibc][z] > 0)
 					printf(" %.2f | %.2f | %.2f |", mc[i][z], mc[i][z] / mc[glibc][z],
 					       mw[i][z]);
 				else
@@ -864,7 +887,7 @@ static void usage(const char *why)
 		"lfpool-bench: %s\n"
 		"usage: lfpool-bench [--scenario LIST] [--size LIST] [--alloc LIST] [--reps N] [--quick]\n"
 		"         [--mt-threads N] [--handoff-pairs N] [--over-threads LIST]\n"
-		"         [--cache k,slots,depot] [--csv FILE]\n"
+		"         [--cache k,slots,depot] [--csv FILE] [--child-timeout S (60; 0 = none)]\n"
 		"  scenarios: hot batch-lifo batch-shuffled mt-hot mt-batch handoff over (default all)\n"
 		"  allocators: noop glibc jemalloc mimalloc tcmalloc mutex dpdk lfpool-nocache lfpool\n"
 		"              lfpool-inline (default all that are built)\n",
@@ -946,6 +969,9 @@ int main(int argc, char **argv)
 			if (!v)
 				usage("--csv FILE");
 			o.csv = v;
+			common = false;
+		} else if (!strcmp(a, "--child-timeout")) {
+			o.child_timeout = (unsigned)parse_num(v, "--child-timeout");
 			common = false;
 		} else if (!strcmp(a, "--quick")) {
 			o.quick = true;
