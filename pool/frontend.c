@@ -731,7 +731,10 @@ static void tc_give_back(const lfp_heap_t *h, struct fe_ent *e, uint32_t k)
 		lfp_pool_t *pool = pm_pool(lfp_load64_acquire(pm_slot(h, (uintptr_t)e[j].p)));
 		lfp_atomic_u32 *next = lfpi_next(pool);
 		uint32_t first = (uint32_t)(e[j].st - next), last = first, n = 1;
-		for (j++; j < k && (uint64_t)(e[j].st - next) < pool->count; j++, n++) {
+		/* The same pool while the state word lies in its next[] (compared
+		 * as addresses: the entries may point into other pools' arrays). */
+		for (j++; j < k && ((uintptr_t)e[j].st - (uintptr_t)next) / sizeof *next < pool->count;
+		     j++, n++) {
 			uint32_t i = (uint32_t)(e[j].st - next);
 			lfp_store32_relaxed(&next[last], i); /* relaxed: published by R1 */
 			last = i;
