@@ -432,7 +432,7 @@ static void run_thread(void *(*fn)(void *), struct tc_job *j)
 	cr_assert_eq(pthread_join(t, NULL), 0);
 }
 
-Test(heap_tcache, double_free_of_a_cached_block_from_another_thread)
+Test(heap_tcache, double_free_of_a_cached_block_from_another_thread, .timeout = 30) /* a hang fails */
 {
 	lfp_heap_t *h = mk(0);
 	void *p = lfp_heap_malloc(h, 48);
@@ -518,7 +518,7 @@ static uint64_t pools_of(lfp_heap_t *h)
 	return st.pools;
 }
 
-Test(heap_tcache, thread_exit_gives_cached_blocks_back)
+Test(heap_tcache, thread_exit_gives_cached_blocks_back, .timeout = 30) /* a hang fails */
 {
 	lfp_heap_t *h = mk(0);
 	struct tc_job j = { .h = h };
@@ -533,7 +533,7 @@ Test(heap_tcache, thread_exit_gives_cached_blocks_back)
 	lfp_heap_destroy(h);
 }
 
-Test(heap_tcache, flush_and_heap_switch_give_blocks_back)
+Test(heap_tcache, flush_and_heap_switch_give_blocks_back, .timeout = 30) /* a hang fails */
 {
 	lfp_heap_t *h = mk(0), *h2 = mk(0);
 	enum { N = 500 };
@@ -580,7 +580,7 @@ static void *tc_park(void *arg)
 	return NULL;
 }
 
-Test(heap_tcache, destroying_a_heap_other_threads_cache)
+Test(heap_tcache, destroying_a_heap_other_threads_cache, .timeout = 30) /* a hang fails */
 {
 	pthread_barrier_t gate;
 	cr_assert_eq(pthread_barrier_init(&gate, NULL, 2), 0);
