@@ -739,9 +739,18 @@ static void tc_give_back(const lfp_heap_t *h, struct fe_ent *e, uint32_t k)
 			lfp_store32_relaxed(&next[last], i); /* relaxed: published by R1 */
 			last = i;
 		}
-		lfpi_stack_push_chain(pool, first, last); /* R1 */
-		if (pool->flags & LFP_POOL_STATS)
+		/* After the push the pool may be completely free and retired
+		 * at once: touch nothing of it then. With LFP_POOL_STATS the
+		 * count goes first (trim reads the counters), so a read section
+		 * keeps the pool until the push is done. */
+		if (lfpi_unlikely(pool->flags & LFP_POOL_STATS)) {
+			rcu_lock();
 			lfp_fetch_add64_relaxed(&pool->n_free, n); /* relaxed: statistics */
+			lfpi_stack_push_chain(pool, first, last); /* R1 */
+			rcu_unlock();
+		} else {
+			lfpi_stack_push_chain(pool, first, last); /* R1 */
+		}
 	}
 }
 
@@ -811,7 +820,9 @@ static bool tc_attach(lfp_heap_t *h)
 	if (tc.store_bytes < need) {
 		if (tc.store != NULL)
 			munmap(tc.store, tc.store_bytes);
+		int saved = errno; /* a failure here is not the caller's: it goes on without bins */
 		void *m = mmap(NULL, need, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		errno = saved;
 		tc.store = m == MAP_FAILED ? NULL : m;
 		tc.store_bytes = m == MAP_FAILED ? 0 : need;
 		if (tc.store == NULL)
@@ -1313,10 +1324,13 @@ static FE_NOINLINE int tc_put_miss(lfp_heap_t *h, uint32_t ci, lfp_pool_t *pool,
  * of that pool or the pool is not live or not of class ci; -EALREADY if
  * the block is not allocated (free, or held in a thread cache).
  * Concurrency: any thread; the block must not be freed by another thread at
- * the same moment (only LFP_HEAP_CHECKED catches that). Without a read
- * section pool may be a stale page-map word's retired pool: its memory stays
- * mapped (the fallback heap's reservation), and the magic, stride, index and
- * state checks accept only a live pool's allocated block.
+ * the same moment (only LFP_HEAP_CHECKED catches that). Called inside a
+ * read section (free_rest, free_slow); free_hit repeats these checks with
+ * none: a live block pins its pool. A stale pointer there can meet a word
+ * whose pool is being retired: the memory stays mapped (the fallback heap's
+ * reservation) and the checks refuse it, unless the retirement and the
+ * reuse of the region both complete inside the few instructions between
+ * the checks and the mark (docs/frontend.md, "Bad frees").
  */
 static inline int tc_put(lfp_heap_t *h, uint32_t ci, lfp_pool_t *pool, void *p)
 {
@@ -1383,9 +1397,15 @@ static FE_NOINLINE int free_rest(lfp_heap_t *h, void *p)
 	int rc = -EINVAL;
 	uintptr_t a = (uintptr_t)p;
 	if (a - h->fh_base < h->fh_len) {
+		/* A read section from the page-map load on: tc_put's misses may
+		 * free through the pool itself (a class without a bin, a checked
+		 * heap), which can make the pool completely free before that
+		 * call is done with it; the section keeps it from retirement. */
+		rcu_lock();
 		uint64_t w = lfp_load64_acquire(pm_slot(h, a)); /* P2: pairs with P1 */
 		if (w != 0)
 			rc = tc_put(h, pm_class(w), pm_pool(w), p);
+		rcu_unlock();
 	}
 	/* -EINVAL: no word, or a stale one: the directory decides. */
 	if (rc == -EINVAL)
