@@ -40,7 +40,7 @@ CC_SAN_ENV := TSAN_OPTIONS="halt_on_error=1 $(TSAN_OPTIONS)" \
               UBSAN_OPTIONS="halt_on_error=1 print_stacktrace=1 $(UBSAN_OPTIONS)"
 
 test-cache: $(CC_TEST_DIR)/test_cache
-	$(CC_SAN_ENV) tools/criterion-run $(CC_TEST_DIR)/test_cache.log $(CC_TEST_DIR)/test_cache --jobs 2
+	$(CC_SAN_ENV) tools/criterion-run $(CC_TEST_DIR)/test_cache.log $(CC_TEST_DIR)/test_cache --jobs 2 --timeout 60
 
 # Work per config is divided under sanitizers (TSan is ~10x slower).
 CCONC_DIV_tsan := 8

@@ -16,8 +16,8 @@
  *           one CAS, else one from its home or the pool's depot, else pop a
  *           chain of up to k blocks off the shared free stack (the walk of
  *           one chain), else steal a full magazine from another slot's home
- *           stack. The empties go to home_empty, which only the owner
- *           touches (no CAS).
+ *           stack. The empties go to home_empty (a claim that finds no
+ *           empty magazine elsewhere takes one from there).
  *   flush:  with two empties at home, push `prev` and `loaded` (both full)
  *           onto its own home stack as one chain, one CAS; else push `prev`
  *           and take one empty magazine from its home or the depot; if there
@@ -73,10 +73,6 @@
  *   K9  thread-table keys, relaxed: written only under the registry mutex,
  *       which orders everything around them; the owner's lock-free lookups
  *       only compare them.
- *   K11 a slot's home_empty head and the links of the magazines on it,
- *       relaxed: only the slot's owner touches them (empties are never
- *       stolen); a drainer or validate runs once the owner is dead or
- *       quiescent, ordered by K7/K8, a join, or destroy's contract.
  */
 #include "internal.h"
 
@@ -232,25 +228,34 @@ static uint32_t mag_count(const lfp_pool_t *p, uint32_t m)
 	return lfp_load32_relaxed(&lfpi_mag_at(p, m)->count);
 }
 
-/* A slot's home_empty is its owner's alone: empties are never stolen, and a
- * drainer runs only once the owner is dead or quiescent (after K7/K8 or a
- * join). So it is a plain stack: no CAS, no locked instruction. K11. */
+/* A slot's empty magazines. The owner pushes and pops them, and a thread
+ * that finds no empty magazine elsewhere (a claim, a flush) takes one too:
+ * a thread that parked every empty at home and then went idle, or that only
+ * allocates (a handoff's producer), must not leave a later thread without a
+ * slot or its consumer without an empty magazine. So a tagged stack like the
+ * others (K3/K4). */
 static void hempty_push(lfp_pool_t *p, struct lfpi_slot *s, uint32_t m)
 {
-	uint64_t h = lfp_load64_relaxed(&s->home_empty); /* K11: owner only */
-	lfp_store32_relaxed(&lfpi_mag_next(p)[m], lfp_head_index(h)); /* K11 */
-	lfp_store64_relaxed(&s->home_empty, lfp_head_next(h, m)); /* K11 */
+	mstack_push(p, &s->home_empty, m);
 }
 
 static uint32_t hempty_pop(lfp_pool_t *p, struct lfpi_slot *s)
 {
-	uint64_t h = lfp_load64_relaxed(&s->home_empty); /* K11: owner only */
-	uint32_t m = lfp_head_index(h);
-	if (m >= p->n_mags)
-		return LFP_NIL; /* empty (or corrupt: validate reports it) */
-	uint32_t nx = lfp_load32_relaxed(&lfpi_mag_next(p)[m]); /* K11 */
-	lfp_store64_relaxed(&s->home_empty, lfp_head_next(h, nx)); /* K11 */
-	return m;
+	return mstack_pop(p, &s->home_empty);
+}
+
+/* An empty magazine from another slot's home (any but `not`), or LFP_NIL. */
+static uint32_t steal_empty(lfp_pool_t *p, const struct lfpi_slot *not)
+{
+	for (uint32_t i = 0; i < p->cache_slots; i++) {
+		struct lfpi_slot *o = lfpi_slot_at(p, i);
+		if (o != not && !mstack_empty_hint(&o->home_empty)) {
+			uint32_t m = mstack_pop(p, &o->home_empty);
+			if (m != LFP_NIL)
+				return m;
+		}
+	}
+	return LFP_NIL;
 }
 
 /* ---- the shared free stack, whole chains ---------------------------------- */
@@ -686,7 +691,8 @@ static void tc_disarm(struct lfpi_tc *c)
 
 /* Steal a full magazine from another slot's home stack, starting at the
  * thread's hint; every slot is tried before giving up (an allocation fails
- * only if they all looked empty). Empty magazines are never stolen. */
+ * only if they all looked empty). Empty magazines are taken from other
+ * slots only by a claim (take_empty). */
 static uint32_t steal(struct lfpi_tc *c)
 {
 	lfp_pool_t *p = c->pool;
@@ -773,8 +779,8 @@ static bool tc_refill(struct lfpi_tc *c)
 			return false;
 	}
 	/* loaded and prev are both empty: keep one as prev, park the other
-	 * on our own home_empty (only we pop it: empties are never stolen;
-	 * a thread short of them writes an in-band batch instead). */
+	 * on our own home_empty (a flush short of empties writes an in-band
+	 * batch rather than take another thread's; only a claim does). */
 	hempty_push(p, s, c->prev);
 	tc_set_prev(c, c->loaded);
 	tc_load(c, m);
@@ -888,14 +894,17 @@ static void slot_drain(lfp_pool_t *p, struct lfpi_slot *s, bool recover, bool ke
 	lfp_fetch_add64_relaxed(&p->batched, b);
 }
 
-/* An empty magazine for a slot being claimed: a spare one from the depot,
- * else a full one (from the depot, or stolen from a home stack) whose blocks
+/* An empty magazine for a slot being claimed: a spare one from the depot or
+ * another slot's home_empty, else a full one (from the depot, or stolen from
+ * a home stack) whose blocks
  * first become an in-band batch on the depot (or a chain on the free stack).
  * One always exists at rest: claimed slots hold 2 of the 2 S + D magazines,
  * and this slot was free. LFP_NIL only if every other one was in flight. */
 static uint32_t take_empty(lfp_pool_t *p)
 {
 	uint32_t m = mstack_pop(p, &p->depot_empty);
+	if (m == LFP_NIL)
+		m = steal_empty(p, NULL);
 	if (m != LFP_NIL)
 		return m;
 	m = mstack_pop(p, &p->depot_full);
@@ -1575,7 +1584,7 @@ static void sweep_mag(lfp_pool_t *p, uint32_t m)
 	for (uint32_t j = 0; j < n; j++) {
 		uint32_t i = g->ent[j];
 		if (i < p->count && lfp_load32_relaxed(&next[i]) == LFPI_CACHED) { /* relaxed: quiescent */
-			lfp_store32_relaxed(&next[i], LFPI_SEEN);
+			lfp_store32_relaxed(&next[i], LFPI_SEEN); /* relaxed: quiescent */
 			g->ent[kept++] = i;
 		}
 	}
@@ -1586,7 +1595,7 @@ static bool mark_seen(void *v, uint32_t i)
 {
 	lfp_atomic_u32 *next = v;
 	if (lfp_load32_relaxed(&next[i]) == LFPI_CACHED) /* relaxed: quiescent */
-		lfp_store32_relaxed(&next[i], LFPI_SEEN);
+		lfp_store32_relaxed(&next[i], LFPI_SEEN); /* relaxed: quiescent */
 	return true;
 }
 

@@ -216,7 +216,8 @@ struct lfpi_slot {
 	lfp_atomic_u32 prev;
 	lfp_atomic_u64 home_full;  /* the owner's full magazines; thieves pop
 				    * them too (K3/K4) */
-	lfp_atomic_u64 home_empty; /* the owner's empty ones: owner only (K11) */
+	lfp_atomic_u64 home_empty; /* the owner's empty ones; a claim may take
+				    * one (K3/K4) */
 	lfp_atomic_u64 home_batch; /* the owner's in-band batches (K3/K4) */
 	lfp_atomic_u64 batched;    /* blocks in them (relaxed: a statistic, kept
 				    * per slot so the count never bounces) */

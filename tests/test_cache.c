@@ -1111,6 +1111,66 @@ static const struct bad_row bad_rows[] = {
 	{ "lfp_pool_cache_flush", row_cache_flush },
 };
 
+/* A thread that parked every empty magazine on its own home stack (it
+ * allocated, freed and allocated every block) and then idles must not leave
+ * a later thread without a cache slot: a claim takes parked empties. */
+enum { PARK_N = 4096 };
+static lfp_pool_t *park_pool;
+static void *park_blk[PARK_N];
+static pthread_barrier_t park_bar;
+static int park_fail;
+
+static void *park_hoarder(void *arg)
+{
+	(void)arg;
+	for (int r = 0; r < 3 && !park_fail; r++)
+		for (int i = 0; i < PARK_N; i++) {
+			if (r == 1) {
+				if (lfp_pool_free(park_pool, park_blk[i]) != 0)
+					park_fail = 1;
+			} else if ((park_blk[i] = lfp_pool_alloc(park_pool)) == NULL) {
+				park_fail = 2;
+			}
+		}
+	pthread_barrier_wait(&park_bar); /* 1: every block out, empties parked */
+	pthread_barrier_wait(&park_bar); /* 2: the late thread has looked */
+	return NULL;
+}
+
+static void *park_late(void *arg)
+{
+	int *got_slot = arg;
+	pthread_barrier_wait(&park_bar);
+	lfp_cache_t *c = lfp_pool_cache(park_pool);
+	*got_slot = c != NULL && c->nblocks != 0; /* nblocks 0: no slot, no inline path */
+	for (int i = 0; i < PARK_N; i++) /* give the hoarder's blocks back */
+		if (lfp_pool_free(park_pool, park_blk[i]) != 0)
+			park_fail = 3;
+	pthread_barrier_wait(&park_bar);
+	return NULL;
+}
+
+Test(cache, a_late_thread_gets_a_slot_when_another_parked_every_empty)
+{
+	lfp_pool_config_t cfg = { .block_size = 64, .block_count = PARK_N, .cache_slots = 4,
+				  .cache_size = 16 };
+	park_pool = lfp_pool_create(&cfg);
+	cr_assert_not_null(park_pool);
+	cr_assert_eq(pthread_barrier_init(&park_bar, NULL, 2), 0);
+	int got_slot = 0;
+	pthread_t a, b;
+	cr_assert_eq(pthread_create(&a, NULL, park_hoarder, NULL), 0);
+	cr_assert_eq(pthread_create(&b, NULL, park_late, &got_slot), 0);
+	pthread_join(a, NULL);
+	pthread_join(b, NULL);
+	cr_expect_eq(park_fail, 0, "an alloc or free failed (%d)", park_fail);
+	cr_expect(got_slot, "the late thread got no cache slot");
+	lfp_pool_report_t r;
+	cr_expect_eq(lfp_pool_validate(park_pool, &r), 0, "%s", r.error ? r.error : "");
+	pthread_barrier_destroy(&park_bar);
+	lfp_pool_destroy(park_pool);
+}
+
 Test(bad_input, every_call_on_a_null_or_destroyed_pool_gives_its_documented_error)
 {
 	static const unsigned modes[] = { 0, LFP_POOL_NO_CACHE, LFP_POOL_CHECKED | LFP_POOL_STATS };
