@@ -50,6 +50,8 @@ static inline uint32_t lfp_xchg32_acq_rel(lfp_atomic_u32 *p, uint32_t v)
 { return atomic_exchange_explicit(p, v, memory_order_acq_rel); }
 static inline uint32_t lfp_fetch_add32_relaxed(lfp_atomic_u32 *p, uint32_t v)
 { return atomic_fetch_add_explicit(p, v, memory_order_relaxed); }
+static inline uint32_t lfp_fetch_sub32_relaxed(lfp_atomic_u32 *p, uint32_t v)
+{ return atomic_fetch_sub_explicit(p, v, memory_order_relaxed); }
 static inline uint32_t lfp_fetch_add32_release(lfp_atomic_u32 *p, uint32_t v)
 { return atomic_fetch_add_explicit(p, v, memory_order_release); }
 /* Used by the shared-memory participant gate (pool/shm_ops.c, S4/S5). */

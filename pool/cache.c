@@ -16,8 +16,8 @@
  *           one CAS, else one from its home or the pool's depot, else pop a
  *           chain of up to k blocks off the shared free stack (the walk of
  *           one chain), else steal a full magazine from another slot's home
- *           stack. The empties go to home_empty (a claim that finds no
- *           empty magazine elsewhere takes one from there).
+ *           stack. The empties go to home_empty, which only the owner
+ *           touches (no CAS).
  *   flush:  with two empties at home, push `prev` and `loaded` (both full)
  *           onto its own home stack as one chain, one CAS; else push `prev`
  *           and take one empty magazine from its home or the depot; if there
@@ -73,6 +73,10 @@
  *   K9  thread-table keys, relaxed: written only under the registry mutex,
  *       which orders everything around them; the owner's lock-free lookups
  *       only compare them.
+ *   K11 a slot's home_empty head and the links of the magazines on it,
+ *       relaxed: only the slot's owner touches them (empties are never
+ *       stolen); a drainer or validate runs once the owner is dead or
+ *       quiescent, ordered by K7/K8, a join, or destroy's contract.
  */
 #include "internal.h"
 
@@ -98,6 +102,7 @@ struct lfpi_tc {
 	uint32_t fill;            /* entries in loaded when !inline_ok */
 	uint32_t victim;          /* next slot to steal from */
 	uint32_t retry;           /* slotless calls since the last claim try */
+	uint32_t n_hempty;        /* magazines on the slot's home_empty */
 	bool inline_ok;           /* pub drives the loaded magazine directly */
 	bool pinned;              /* handed out by lfp_pool_cache(): never evicted */
 	bool corrupt;             /* the free stack was found corrupt */
@@ -228,34 +233,47 @@ static uint32_t mag_count(const lfp_pool_t *p, uint32_t m)
 	return lfp_load32_relaxed(&lfpi_mag_at(p, m)->count);
 }
 
-/* A slot's empty magazines. The owner pushes and pops them, and a thread
- * that finds no empty magazine elsewhere (a claim, a flush) takes one too:
- * a thread that parked every empty at home and then went idle, or that only
- * allocates (a handoff's producer), must not leave a later thread without a
- * slot or its consumer without an empty magazine. So a tagged stack like the
- * others (K3/K4). */
+/* A slot's home_empty is its owner's alone: empties are never stolen, and a
+ * drainer runs only once the owner is dead or quiescent (after K7/K8 or a
+ * join). So it is a plain stack: no CAS, no locked instruction. K11. */
 static void hempty_push(lfp_pool_t *p, struct lfpi_slot *s, uint32_t m)
 {
-	mstack_push(p, &s->home_empty, m);
+	uint64_t h = lfp_load64_relaxed(&s->home_empty); /* K11: owner only */
+	lfp_store32_relaxed(&lfpi_mag_next(p)[m], lfp_head_index(h)); /* K11 */
+	lfp_store64_relaxed(&s->home_empty, lfp_head_next(h, m)); /* K11 */
+}
+
+/*
+ * Park empty magazine m: at home (no CAS) while home holds fewer than this
+ * thread's share, else on the depot. Home empties are the owner's alone and
+ * a slot is claimed with two empties from the depot, so a thread that parks
+ * every empty at home - then idles, or only allocates, like a handoff's
+ * producer - would leave a later thread no slot at all. The share,
+ * (n_mags - 2) / (claimed + 1) - 2, leaves room for one more claim while the
+ * claimed slots do not change; a thread that streams through its own
+ * magazines (mt-batch) still finds most of its empties at home.
+ */
+static void park_empty(struct lfpi_tc *c, uint32_t m)
+{
+	lfp_pool_t *p = c->pool;
+	uint32_t share = (p->n_mags - 2) / (lfp_load32_relaxed(&p->claimed) + 1); /* relaxed: a hint */
+	if (c->n_hempty + 2 < share) {
+		hempty_push(p, c->slot, m);
+		c->n_hempty++;
+	} else {
+		mstack_push(p, &p->depot_empty, m);
+	}
 }
 
 static uint32_t hempty_pop(lfp_pool_t *p, struct lfpi_slot *s)
 {
-	return mstack_pop(p, &s->home_empty);
-}
-
-/* An empty magazine from another slot's home (any but `not`), or LFP_NIL. */
-static uint32_t steal_empty(lfp_pool_t *p, const struct lfpi_slot *not)
-{
-	for (uint32_t i = 0; i < p->cache_slots; i++) {
-		struct lfpi_slot *o = lfpi_slot_at(p, i);
-		if (o != not && !mstack_empty_hint(&o->home_empty)) {
-			uint32_t m = mstack_pop(p, &o->home_empty);
-			if (m != LFP_NIL)
-				return m;
-		}
-	}
-	return LFP_NIL;
+	uint64_t h = lfp_load64_relaxed(&s->home_empty); /* K11: owner only */
+	uint32_t m = lfp_head_index(h);
+	if (m >= p->n_mags)
+		return LFP_NIL; /* empty (or corrupt: validate reports it) */
+	uint32_t nx = lfp_load32_relaxed(&lfpi_mag_next(p)[m]); /* K11 */
+	lfp_store64_relaxed(&s->home_empty, lfp_head_next(h, nx)); /* K11 */
+	return m;
 }
 
 /* ---- the shared free stack, whole chains ---------------------------------- */
@@ -691,8 +709,7 @@ static void tc_disarm(struct lfpi_tc *c)
 
 /* Steal a full magazine from another slot's home stack, starting at the
  * thread's hint; every slot is tried before giving up (an allocation fails
- * only if they all looked empty). Empty magazines are taken from other
- * slots only by a claim (take_empty). */
+ * only if they all looked empty). Empty magazines are never stolen. */
 static uint32_t steal(struct lfpi_tc *c)
 {
 	lfp_pool_t *p = c->pool;
@@ -746,8 +763,8 @@ static bool tc_refill(struct lfpi_tc *c)
 	uint32_t m2, m = mstack_pop2(p, &s->home_full, &m2);
 	if (m2 != LFP_NIL) {
 		/* Two full ones for one CAS: both empties go home. */
-		hempty_push(p, s, c->prev);
-		hempty_push(p, s, c->loaded);
+		park_empty(c, c->prev);
+		park_empty(c, c->loaded);
 		tc_set_prev(c, m2);
 		tc_load(c, m);
 		return true;
@@ -779,9 +796,9 @@ static bool tc_refill(struct lfpi_tc *c)
 			return false;
 	}
 	/* loaded and prev are both empty: keep one as prev, park the other
-	 * on our own home_empty (a flush short of empties writes an in-band
-	 * batch rather than take another thread's; only a claim does). */
-	hempty_push(p, s, c->prev);
+	 * on our own home_empty (only we pop it: empties are never stolen;
+	 * a thread short of them writes an in-band batch instead). */
+	park_empty(c, c->prev);
 	tc_set_prev(c, c->loaded);
 	tc_load(c, m);
 	return true;
@@ -802,8 +819,10 @@ static void tc_flush(struct lfpi_tc *c)
 	}
 	uint32_t e = hempty_pop(p, s);
 	if (e != LFP_NIL) {
+		c->n_hempty--;
 		uint32_t e2 = hempty_pop(p, s);
 		if (e2 != LFP_NIL) {
+			c->n_hempty--;
 			/* Two empties at home: both full ones go to home_full as
 			 * one chain, prev -> loaded, with one CAS (K3). */
 			lfp_store32_relaxed(&lfpi_mag_next(p)[c->prev], c->loaded); /* relaxed: published by K3 */
@@ -894,17 +913,14 @@ static void slot_drain(lfp_pool_t *p, struct lfpi_slot *s, bool recover, bool ke
 	lfp_fetch_add64_relaxed(&p->batched, b);
 }
 
-/* An empty magazine for a slot being claimed: a spare one from the depot or
- * another slot's home_empty, else a full one (from the depot, or stolen from
- * a home stack) whose blocks
+/* An empty magazine for a slot being claimed: a spare one from the depot,
+ * else a full one (from the depot, or stolen from a home stack) whose blocks
  * first become an in-band batch on the depot (or a chain on the free stack).
  * One always exists at rest: claimed slots hold 2 of the 2 S + D magazines,
  * and this slot was free. LFP_NIL only if every other one was in flight. */
 static uint32_t take_empty(lfp_pool_t *p)
 {
 	uint32_t m = mstack_pop(p, &p->depot_empty);
-	if (m == LFP_NIL)
-		m = steal_empty(p, NULL);
 	if (m != LFP_NIL)
 		return m;
 	m = mstack_pop(p, &p->depot_full);
@@ -954,6 +970,8 @@ static bool tc_claim(struct lfpi_tc *c)
 		c->slot = s;
 		c->slot_id = sid;
 		c->victim = (sid + 1) % S;
+		c->n_hempty = 0;
+		lfp_fetch_add32_relaxed(&p->claimed, 1); /* relaxed: a hint (park_empty) */
 		tc_setup(c);
 		c->prev = b;
 		tc_load(c, a);
@@ -970,6 +988,7 @@ static void tc_release(struct lfpi_tc *c)
 	if (c->slot == NULL)
 		return;
 	slot_drain(c->pool, c->slot, false, false);
+	lfp_fetch_sub32_relaxed(&c->pool->claimed, 1); /* relaxed: a hint */
 	lfp_store64_release(&c->slot->owner, 0); /* K8: pairs with K7 */
 	c->slot = NULL;
 	tc_setup(c);
@@ -1273,6 +1292,7 @@ int lfp_pool_cache_flush(lfp_pool_t *pool)
 	if (c == NULL || c->slot == NULL)
 		return 0;
 	slot_drain(pool, c->slot, false, true);
+	c->n_hempty = 0; /* the drain moved home's empties to the depot */
 	c->prev = lfp_load32_relaxed(&c->slot->prev); /* relaxed: our own slot */
 	tc_load(c, lfp_load32_relaxed(&c->slot->loaded));
 	return 0;
@@ -1394,6 +1414,7 @@ void lfpi_cache_destroy(lfp_pool_t *p)
 		if (lfp_load64_relaxed(&sl->owner) == 0) /* relaxed: quiescent */
 			continue;
 		slot_drain(p, sl, false, false);
+		lfp_fetch_sub32_relaxed(&p->claimed, 1); /* relaxed: a hint */
 		lfp_store64_release(&sl->owner, 0); /* K8 */
 	}
 }
@@ -1554,6 +1575,7 @@ int lfpi_cache_reclaim_slot(lfp_pool_t *p, uint32_t s)
 	if (lfp_load64_acquire(&sl->owner) == 0)
 		return -EINVAL;
 	slot_drain(p, sl, true, false);
+	lfp_fetch_sub32_relaxed(&p->claimed, 1); /* relaxed: a hint */
 	lfp_store64_release(&sl->owner, 0); /* K8: pairs with K7 */
 	return 0;
 }

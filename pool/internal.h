@@ -109,6 +109,9 @@ struct lfp_pool {
 	 * hold (relaxed: a statistic; slots count their own). */
 	lfp_atomic_u64 depot_batch;
 	lfp_atomic_u64 batched;
+	/* Slots claimed now (relaxed: a hint; claims and releases move it):
+	 * bounds how many empty magazines a thread parks at home. */
+	lfp_atomic_u32 claimed;
 };
 
 #define LFPI_HEADER_SIZE ((sizeof(struct lfp_pool) + 63u) & ~(size_t)63u)
@@ -216,8 +219,7 @@ struct lfpi_slot {
 	lfp_atomic_u32 prev;
 	lfp_atomic_u64 home_full;  /* the owner's full magazines; thieves pop
 				    * them too (K3/K4) */
-	lfp_atomic_u64 home_empty; /* the owner's empty ones; a claim may take
-				    * one (K3/K4) */
+	lfp_atomic_u64 home_empty; /* the owner's empty ones: owner only (K11) */
 	lfp_atomic_u64 home_batch; /* the owner's in-band batches (K3/K4) */
 	lfp_atomic_u64 batched;    /* blocks in them (relaxed: a statistic, kept
 				    * per slot so the count never bounces) */

@@ -196,6 +196,7 @@ static int init_at(void *mem, size_t size, const lfp_pool_config_t *cfg, unsigne
 	lfp_init64(&p->depot_empty, lfp_head_make(LFP_NIL, 0));
 	lfp_init64(&p->depot_batch, lfp_head_make(LFP_NIL, 0));
 	lfp_init64(&p->batched, 0);
+	lfp_init32(&p->claimed, 0);
 	if (p->cache_slots)
 		lfpi_cache_init(p);
 	/* The handle reaches other threads through the caller's own
