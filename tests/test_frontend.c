@@ -599,6 +599,17 @@ Test(heap_tcache, destroying_a_heap_other_threads_cache)
 	pthread_barrier_destroy(&gate);
 }
 
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define LFP_TEST_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define LFP_TEST_SANITIZED 1
+#endif
+#endif
+
+/* Not under sanitizers: their own mappings need the address space this test
+ * caps (and Criterion's skip leaks 48 bytes that LeakSanitizer reports). */
+#ifndef LFP_TEST_SANITIZED
 /* The thread cache's storage cannot be mapped (the address space is capped
  * at what is mapped now): malloc and free still succeed through the pools
  * and leave errno alone. Runs in its own thread: Criterion's worker process
@@ -634,17 +645,6 @@ static void *tc_no_memory(void *arg)
 	return NULL;
 }
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define LFP_TEST_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define LFP_TEST_SANITIZED 1
-#endif
-#endif
-
-/* Not under sanitizers: their own mappings need the address space this test
- * caps (and Criterion's skip leaks 48 bytes that LeakSanitizer reports). */
-#ifndef LFP_TEST_SANITIZED
 Test(heap_tcache, no_memory_for_the_cache_keeps_errno)
 {
 	struct tc_job j = { .h = mk(0) };
