@@ -181,11 +181,8 @@ struct cls {
 	lfp_atomic_u32 hint;   /* relaxed: index of the pool that served last */
 	pthread_mutex_t grow_lock;
 	size_t next_bytes;     /* block bytes of the next pool (grow_lock) */
-	/* Immutable: the block grid (every pool of the class has this stride)
-	 * and the thread-cache shape (struct fe_tc). */
-	uint64_t stride;       /* round_up(size, align) */
-	uint64_t inv;          /* inverse of stride's odd part modulo 2^64 */
-	uint32_t shift;        /* trailing zero bits of stride */
+	/* Immutable: the thread-cache shape (struct fe_tc). The block grid is
+	 * h->hot[class]. */
 	uint32_t tc_cap;       /* blocks per bin stack (0: checked heap) */
 	uint32_t tc_fill;      /* blocks one refill brings */
 };
@@ -243,9 +240,9 @@ struct lfp_heap {
 	lfp_atomic_u64 huge_live, huge_bytes, bad_frees;        /* relaxed stats */
 	/* What free's fast path needs of a class, packed (immutable). */
 	struct cls_hot {
-		uint64_t inv;      /* = cls.inv */
-		uint32_t shift;    /* = cls.shift */
-		uint32_t stride;   /* = cls.stride */
+		uint64_t inv;      /* inverse of the stride's odd part modulo 2^64 */
+		uint32_t shift;    /* trailing zero bits of the stride */
+		uint32_t stride;   /* round_up(size, align): every pool of the class */
 	} hot[LFP_HEAP_MAX_CLASSES];
 	struct cls cls[];
 };
@@ -768,6 +765,25 @@ static FE_NOINLINE void tc_spill(const lfp_heap_t *h, struct fe_bin *b)
 	b->fn = 0;
 }
 
+/* Give every block of this thread's bins back to h (the bins' heap). */
+static void tc_give_back_all(const lfp_heap_t *h)
+{
+	for (uint32_t ci = 0; ci < h->nclasses; ci++) {
+		struct fe_bin *b = &tc.bin[ci];
+		tc_give_back(h, b->av, b->an);
+		tc_give_back(h, b->fr, b->fn);
+		b->an = b->fn = 0;
+	}
+}
+
+/* The bins belong to no heap. */
+static void tc_forget(void)
+{
+	memset(tc.bin, 0, sizeof tc.bin);
+	tc.id = 0;
+	tc.heap = NULL;
+}
+
 /* Give every cached block back to the heap the bins belong to, if it still
  * lives, and forget them. */
 static void tc_detach(void)
@@ -779,14 +795,10 @@ static void tc_detach(void)
 	for (lfp_heap_t *x = tc_heaps; x != NULL && h == NULL; x = x->tc_next)
 		if (x == tc.heap && x->id == tc.id)
 			h = x;
-	for (uint32_t ci = 0; h != NULL && ci < h->nclasses; ci++) {
-		tc_give_back(h, tc.bin[ci].av, tc.bin[ci].an);
-		tc_give_back(h, tc.bin[ci].fr, tc.bin[ci].fn);
-	}
+	if (h != NULL)
+		tc_give_back_all(h);
 	pthread_mutex_unlock(&tc_lock);
-	memset(tc.bin, 0, sizeof tc.bin);
-	tc.id = 0;
-	tc.heap = NULL;
+	tc_forget();
 }
 
 static void tc_exit(void *arg)
@@ -945,14 +957,8 @@ int lfp_heap_cache_flush(lfp_heap_t *h)
 {
 	if (!heap_live(h))
 		return -EINVAL;
-	if (tc.id == h->id) {
-		for (uint32_t ci = 0; ci < h->nclasses; ci++) {
-			struct fe_bin *b = &tc.bin[ci];
-			tc_give_back(h, b->av, b->an);
-			tc_give_back(h, b->fr, b->fn);
-			b->an = b->fn = 0;
-		}
-	}
+	if (tc.id == h->id)
+		tc_give_back_all(h);
 	return 0;
 }
 
@@ -1201,15 +1207,14 @@ lfp_heap_t *lfp_heap_create(const lfp_heap_config_t *cfg)
 		c->size = classes[i];
 		c->align = classes[i] < 16 ? 8 : 16;
 		c->next_bytes = h->pool_min_bytes;
-		c->stride = (c->size + c->align - 1) & ~(uint64_t)(c->align - 1);
-		c->shift = (uint32_t)__builtin_ctzll(c->stride);
-		uint64_t odd = c->stride >> c->shift, inv = odd; /* Newton: 3, 6, ... 96 bits */
+		uint64_t stride = (c->size + c->align - 1) & ~(uint64_t)(c->align - 1);
+		uint32_t shift = (uint32_t)__builtin_ctzll(stride);
+		uint64_t odd = stride >> shift, inv = odd; /* Newton: 3, 6, ... 96 bits */
 		for (int it = 0; it < 5; it++)
 			inv *= 2 - odd * inv;
-		c->inv = inv;
-		h->hot[i] = (struct cls_hot){ inv, c->shift, (uint32_t)c->stride };
-		size_t cap = TC_STACK_BYTES / c->stride;
-		c->tc_cap = (cfg->flags & LFP_HEAP_CHECKED) || c->stride > TC_MAX_BLOCK ? 0u
+		h->hot[i] = (struct cls_hot){ inv, shift, (uint32_t)stride };
+		size_t cap = TC_STACK_BYTES / stride;
+		c->tc_cap = (cfg->flags & LFP_HEAP_CHECKED) || stride > TC_MAX_BLOCK ? 0u
 			    : (uint32_t)(cap > TC_STACK_MAX ? TC_STACK_MAX : cap < 2 ? 2 : cap);
 		c->tc_fill = c->tc_cap < TC_FIRST_FILL ? c->tc_cap : TC_FIRST_FILL;
 		lfp_init64(&c->pools, 0);
@@ -1249,11 +1254,8 @@ int lfp_heap_destroy(lfp_heap_t *h)
 			break;
 		}
 	pthread_mutex_unlock(&tc_lock);
-	if (tc.id == h->id) {
-		memset(tc.bin, 0, sizeof tc.bin);
-		tc.id = 0;
-		tc.heap = NULL;
-	}
+	if (tc.id == h->id)
+		tc_forget(); /* its blocks die with h */
 	h->magic = 0;
 	/* No other call may run (contract). */
 	rcu_sync();
@@ -1318,6 +1320,21 @@ void *lfp_heap_malloc(lfp_heap_t *h, size_t n)
 static FE_NOINLINE int tc_put_miss(lfp_heap_t *h, uint32_t ci, lfp_pool_t *pool, void *p,
 				   lfp_atomic_u32 *st);
 
+/* The state word of block start a of pool (the class-ci pool a page-map
+ * word or the directory named), or NULL if a is no block start of a live
+ * pool of class ci. */
+static inline lfp_atomic_u32 *block_word(const lfp_heap_t *h, uint32_t ci, const lfp_pool_t *pool,
+					 uintptr_t a)
+{
+	const struct cls_hot *c = &h->hot[ci];
+	uint64_t q = (uint64_t)(a - (uintptr_t)lfpi_blocks(pool)) * c->inv;
+	q = q >> c->shift | q << ((64u - c->shift) & 63u); /* the index, if a is a block start */
+	if (lfpi_unlikely(q >= pool->count || pool->stride != c->stride ||
+			  pool->magic != LFPI_POOL_MAGIC))
+		return NULL;
+	return &lfpi_next(pool)[q];
+}
+
 /*
  * Take p, a pointer into pool (of class ci, by the page map or the
  * directory), into this thread's bin. 0; -EINVAL if p is not a block start
@@ -1334,13 +1351,9 @@ static FE_NOINLINE int tc_put_miss(lfp_heap_t *h, uint32_t ci, lfp_pool_t *pool,
  */
 static inline int tc_put(lfp_heap_t *h, uint32_t ci, lfp_pool_t *pool, void *p)
 {
-	const struct cls_hot *c = &h->hot[ci];
-	uint64_t q = (uint64_t)((uintptr_t)p - (uintptr_t)lfpi_blocks(pool)) * c->inv;
-	q = q >> c->shift | q << ((64u - c->shift) & 63u); /* the index, if p is a block start */
-	if (lfpi_unlikely(q >= pool->count || pool->stride != c->stride ||
-			  pool->magic != LFPI_POOL_MAGIC))
+	lfp_atomic_u32 *st = block_word(h, ci, pool, (uintptr_t)p);
+	if (lfpi_unlikely(st == NULL))
 		return -EINVAL;
-	lfp_atomic_u32 *st = &lfpi_next(pool)[q];
 	if (lfpi_unlikely(lfp_load32_relaxed(st) != LFPI_ALLOC)) /* K2: the holder's mark */
 		return -EALREADY;
 	struct fe_bin *b = &tc.bin[ci];
@@ -1432,15 +1445,9 @@ static inline bool free_hit(lfp_heap_t *h, void *p)
 	uint32_t ci = pm_class(w);
 	if (lfpi_unlikely(w == 0))
 		return false;
-	const struct cls_hot *c = &h->hot[ci];
-	uint64_t q = (uint64_t)(a - (uintptr_t)lfpi_blocks(pool)) * c->inv;
-	q = q >> c->shift | q << ((64u - c->shift) & 63u); /* the index, if p is a block start */
-	if (lfpi_unlikely(q >= pool->count || pool->stride != c->stride ||
-			  pool->magic != LFPI_POOL_MAGIC))
-		return false;
-	lfp_atomic_u32 *st = &lfpi_next(pool)[q];
+	lfp_atomic_u32 *st = block_word(h, ci, pool, a);
 	struct fe_bin *b = &tc.bin[ci];
-	if (lfpi_unlikely(lfp_load32_relaxed(st) != LFPI_ALLOC || /* K2: the holder's mark */
+	if (lfpi_unlikely(st == NULL || lfp_load32_relaxed(st) != LFPI_ALLOC || /* K2: the holder's mark */
 			  tc.id != h->id || b->fn == b->cap))
 		return false;
 	lfp_store32_relaxed(st, LFPI_HELD); /* K2: held by this thread's bin */
