@@ -253,16 +253,37 @@ static void hempty_push(lfp_pool_t *p, struct lfpi_slot *s, uint32_t m)
  * claimed slots do not change; a thread that streams through its own
  * magazines (mt-batch) still finds most of its empties at home.
  */
+static uint32_t home_room(const struct lfpi_tc *c)
+{
+	const lfp_pool_t *p = c->pool;
+	uint32_t share = (p->n_mags - 2) / (lfp_load32_relaxed(&p->claimed) + 1); /* relaxed: a hint */
+	return share > c->n_hempty + 2 ? share - c->n_hempty - 2 : 0;
+}
+
 static void park_empty(struct lfpi_tc *c, uint32_t m)
 {
-	lfp_pool_t *p = c->pool;
-	uint32_t share = (p->n_mags - 2) / (lfp_load32_relaxed(&p->claimed) + 1); /* relaxed: a hint */
-	if (c->n_hempty + 2 < share) {
-		hempty_push(p, c->slot, m);
+	if (home_room(c) != 0) {
+		hempty_push(c->pool, c->slot, m);
 		c->n_hempty++;
 	} else {
-		mstack_push(p, &p->depot_empty, m);
+		mstack_push(c->pool, &c->pool->depot_empty, m);
 	}
+}
+
+/* Park empty magazines a and b, each by park_empty's rule, except that two
+ * past the share go to the depot together, as one chain with one CAS (K3):
+ * a thread past its share pays one shared CAS per two magazines. */
+static void park_empty2(struct lfpi_tc *c, uint32_t a, uint32_t b)
+{
+	lfp_pool_t *p = c->pool;
+	uint32_t room = home_room(c);
+	if (room != 0) {
+		park_empty(c, a);
+		park_empty(c, b);
+		return;
+	}
+	lfp_store32_relaxed(&lfpi_mag_next(p)[a], b); /* relaxed: published by K3 */
+	lfpi_tagged_push_chain(lfpi_mag_next(p), &p->depot_empty, a, b); /* K3: pairs with K4 */
 }
 
 static uint32_t hempty_pop(lfp_pool_t *p, struct lfpi_slot *s)
@@ -762,9 +783,9 @@ static bool tc_refill(struct lfpi_tc *c)
 	}
 	uint32_t m2, m = mstack_pop2(p, &s->home_full, &m2);
 	if (m2 != LFP_NIL) {
-		/* Two full ones for one CAS: both empties go home. */
-		park_empty(c, c->prev);
-		park_empty(c, c->loaded);
+		/* Two full ones for one CAS: both empties go home (or, past
+		 * the share, to the depot with one CAS). */
+		park_empty2(c, c->prev, c->loaded);
 		tc_set_prev(c, m2);
 		tc_load(c, m);
 		return true;
@@ -817,23 +838,25 @@ static void tc_flush(struct lfpi_tc *c)
 		tc_swap(c);
 		return;
 	}
-	uint32_t e = hempty_pop(p, s);
+	uint32_t e2 = LFP_NIL, e = hempty_pop(p, s);
 	if (e != LFP_NIL) {
 		c->n_hempty--;
-		uint32_t e2 = hempty_pop(p, s);
-		if (e2 != LFP_NIL) {
+		e2 = hempty_pop(p, s);
+		if (e2 != LFP_NIL)
 			c->n_hempty--;
-			/* Two empties at home: both full ones go to home_full as
-			 * one chain, prev -> loaded, with one CAS (K3). */
-			lfp_store32_relaxed(&lfpi_mag_next(p)[c->prev], c->loaded); /* relaxed: published by K3 */
-			lfpi_tagged_push_chain(lfpi_mag_next(p), &s->home_full, c->prev, c->loaded); /* K3: pairs with K4 */
-			tc_set_prev(c, e2);
-			tc_load(c, e);
-			return;
-		}
+	} else {
+		/* None at home: two from the depot for one CAS. */
+		e = mstack_pop2(p, &p->depot_empty, &e2);
 	}
-	if (e == LFP_NIL)
-		e = mstack_pop(p, &p->depot_empty);
+	if (e2 != LFP_NIL) {
+		/* Two empties: both full ones go to home_full as one chain,
+		 * prev -> loaded, with one CAS (K3). */
+		lfp_store32_relaxed(&lfpi_mag_next(p)[c->prev], c->loaded); /* relaxed: published by K3 */
+		lfpi_tagged_push_chain(lfpi_mag_next(p), &s->home_full, c->prev, c->loaded); /* K3: pairs with K4 */
+		tc_set_prev(c, e2);
+		tc_load(c, e);
+		return;
+	}
 	if (e != LFP_NIL) {
 		mstack_push(p, &s->home_full, c->prev);
 		tc_set_prev(c, c->loaded);
