@@ -731,11 +731,12 @@ static void tc_disarm(struct lfpi_tc *c)
 /* Steal a full magazine from another slot's home stack, starting at the
  * thread's hint; every slot is tried before giving up (an allocation fails
  * only if they all looked empty). Empty magazines are never stolen. */
-static uint32_t steal(struct lfpi_tc *c)
+static uint32_t steal(struct lfpi_tc *c, uint32_t *second)
 {
 	lfp_pool_t *p = c->pool;
 	const uint32_t S = p->cache_slots;
 
+	*second = LFP_NIL;
 	for (uint32_t j = 0; j < S; j++) {
 		uint32_t v = (c->victim + j) % S;
 		if (v == c->slot_id)
@@ -743,7 +744,9 @@ static uint32_t steal(struct lfpi_tc *c)
 		lfp_atomic_u64 *h = &lfpi_slot_at(p, v)->home_full;
 		if (mstack_empty_hint(h))
 			continue;
-		uint32_t m = mstack_pop(p, h);
+		/* Two for one CAS, as from home: a consumer's line, so the
+		 * fewer visits the better. */
+		uint32_t m = mstack_pop2(p, h, second);
 		if (m != LFP_NIL) {
 			c->victim = v;
 			return m;
@@ -810,7 +813,13 @@ static bool tc_refill(struct lfpi_tc *c)
 			tc_set_fill(c, n);
 			return true;
 		}
-		m = steal(c);
+		m = steal(c, &m2);
+		if (m2 != LFP_NIL) {
+			park_empty2(c, c->prev, c->loaded);
+			tc_set_prev(c, m2);
+			tc_load(c, m);
+			return true;
+		}
 		if (m == LFP_NIL && steal_batch(c))
 			goto reload;
 		if (m == LFP_NIL)
