@@ -72,3 +72,4 @@ $(BENCH_DIR)/bench_fastpath: stress/bench_fastpath.c include/lfpool.h $(BUILD)/l
 bench-fastpath: $(BENCH_DIR)/bench_fastpath
 	@uptime
 	nice -n 10 $(BENCH_DIR)/bench_fastpath $(BENCH_FASTPATH_ARGS)
+	nice -n 10 $(BENCH_DIR)/bench_fastpath --batch $(BENCH_FASTPATH_ARGS)

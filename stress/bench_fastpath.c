@@ -1,5 +1,6 @@
 /*
- * stress/bench_fastpath.c - where the nanoseconds of the cached hot pair go.
+ * stress/bench_fastpath.c - where the nanoseconds of the cached hot pair
+ * (and, with --batch, of the batch-shuffled pair) go.
  *
  * The "hot" scenario of `make bench` (alloc, write 8 bytes, free, repeated)
  * rebuilt step by step, each variant in its own loop (noinline) over a
@@ -18,7 +19,12 @@
  *   lfp_pool      lfp_pool_alloc / lfp_pool_free (thread-local lookup + the
  *                 same path)
  *
- *   bench_fastpath [--reps N] [--pairs N]
+ * --batch: the same variants in the batch-shuffled loop (10 000 allocs, then
+ * frees in a fixed random order); the bare variants use one magazine that
+ * holds every block, so they show the floor without magazine exchanges,
+ * and lfp_cache / lfp_pool run on the pool `make bench` uses.
+ *
+ *   bench_fastpath [--batch] [--reps N] [--pairs N]
  */
 #include <lfpool.h>
 
@@ -132,22 +138,215 @@ NOINLINE static int loop_pool(lfp_pool_t *pool, uint64_t n)
 	return 0;
 }
 
+/* ---- --batch: the batch-shuffled scenario of `make bench` rebuilt the same
+ * way. Each round allocates NB blocks, writing 8 bytes to each and keeping
+ * the pointer, then frees them in a fixed random order. The bare variants
+ * use one magazine that holds all NB blocks, so they never leave the fast
+ * path: their figure is the floor of a per-call cache with that shape. */
+#define NB 10000u
+#define NBCAP 16384u
+static _Alignas(64) char bblocks[(size_t)NBCAP * 64];
+static _Alignas(64) uint32_t bmag[NBCAP];
+static _Alignas(64) lfp_atomic_u32 bcount;
+static _Alignas(64) lfp_atomic_u32 bmarks[NBCAP];
+static void *bptrs[NB];
+static uint32_t bperm[NB];
+static struct ptrmag {
+	void **top, **base, **end;
+} PM;
+static void *pmslots[NBCAP];
+
+NOINLINE static int batch_ptr(struct ptrmag *f, uint64_t rounds)
+{
+	for (uint64_t r = 0; r < rounds; r++) {
+		for (uint32_t j = 0; j < NB; j++) {
+			void **t = f->top;
+			if (t == f->base)
+				return -1;
+			void *p = *--t;
+			f->top = t;
+			*(volatile uint64_t *)p = j;
+			bptrs[j] = p;
+		}
+		for (uint32_t j = 0; j < NB; j++) {
+			void **t = f->top;
+			if (t == f->end)
+				return -1;
+			*t++ = bptrs[bperm[j]];
+			f->top = t;
+		}
+	}
+	return 0;
+}
+
+#define BVARIANT(name, COUNT, MARKS)                                                     \
+	NOINLINE static int name(struct fast *f, uint64_t rounds)                        \
+	{                                                                                \
+		for (uint64_t r = 0; r < rounds; r++) {                                  \
+			for (uint32_t j = 0; j < NB; j++) {                              \
+				uint32_t *t = f->top;                                    \
+				if (t == f->base)                                        \
+					return -1;                                       \
+				uint32_t x = *--t;                                       \
+				f->top = t;                                              \
+				if (COUNT)                                               \
+					lfp_store32_relaxed(f->count, /* relaxed: K1 */  \
+							    (uint32_t)(t - f->base));    \
+				if (MARKS)                                               \
+					lfp_store32_relaxed(&f->marks[x], /* K2 */       \
+							    f->mark_alloc);              \
+				char *p = f->blocks + ((size_t)x << f->shift);           \
+				*(volatile uint64_t *)(void *)p = j;                     \
+				bptrs[j] = p;                                            \
+			}                                                                \
+			for (uint32_t j = 0; j < NB; j++) {                              \
+				char *p = bptrs[bperm[j]];                               \
+				uintptr_t off = (uintptr_t)p - (uintptr_t)f->blocks;     \
+				uint32_t *t = f->top;                                    \
+				if (off >= f->span || (off & f->mask) || t == f->end)    \
+					return -1;                                       \
+				uint32_t i = (uint32_t)(off >> f->shift);                \
+				if (MARKS) {                                             \
+					if (lfp_load32_relaxed(&f->marks[i]) /* K2 */ != \
+					    f->mark_alloc)                               \
+						return -1;                               \
+					lfp_store32_relaxed(&f->marks[i], /* K2 */       \
+							    0xFFFFFFFBu);                \
+				}                                                        \
+				*t++ = i;                                                \
+				f->top = t;                                              \
+				if (COUNT)                                               \
+					lfp_store32_relaxed(f->count, /* relaxed: K1 */  \
+							    (uint32_t)(t - f->base));    \
+			}                                                                \
+		}                                                                        \
+		return 0;                                                                \
+	}
+BVARIANT(batch_idx, 0, 0)
+BVARIANT(batch_count, 1, 0)
+BVARIANT(batch_marks, 1, 1)
+
+NOINLINE static int batch_cache(lfp_cache_t *c, uint64_t rounds)
+{
+	for (uint64_t r = 0; r < rounds; r++) {
+		for (uint32_t j = 0; j < NB; j++) {
+			void *p = lfp_cache_alloc(c);
+			if (p == NULL)
+				return -1;
+			*(volatile uint64_t *)p = j;
+			bptrs[j] = p;
+		}
+		for (uint32_t j = 0; j < NB; j++)
+			if (lfp_cache_free(c, bptrs[bperm[j]]) != 0)
+				return -1;
+	}
+	return 0;
+}
+
+NOINLINE static int batch_pool(lfp_pool_t *pool, uint64_t rounds)
+{
+	for (uint64_t r = 0; r < rounds; r++) {
+		for (uint32_t j = 0; j < NB; j++) {
+			void *p = lfp_pool_alloc(pool);
+			if (p == NULL)
+				return -1;
+			*(volatile uint64_t *)p = j;
+			bptrs[j] = p;
+		}
+		for (uint32_t j = 0; j < NB; j++)
+			if (lfp_pool_free(pool, bptrs[bperm[j]]) != 0)
+				return -1;
+	}
+	return 0;
+}
+
 static int cmp(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
 	return (x > y) - (x < y);
 }
 
+/* The --batch table: pairs / NB rounds per variant and repetition. */
+static int run_batch(unsigned reps, uint64_t pairs)
+{
+	uint64_t rounds = pairs / NB ? pairs / NB : 1, seed = 42;
+	if (reps < 1 || reps > 101)
+		return 2;
+	for (uint32_t j = 0; j < NB; j++)
+		bperm[j] = j;
+	for (uint32_t j = NB - 1; j > 0; j--) { /* Fisher-Yates, xorshift64 */
+		seed ^= seed << 13;
+		seed ^= seed >> 7;
+		seed ^= seed << 17;
+		uint32_t k = (uint32_t)(seed % (j + 1)), x = bperm[j];
+		bperm[j] = bperm[k];
+		bperm[k] = x;
+	}
+	for (uint32_t i = 0; i < NBCAP; i++) {
+		pmslots[i] = bblocks + (size_t)64 * i;
+		bmag[i] = i;
+		lfp_init32(&bmarks[i], 0xFFFFFFFBu);
+	}
+	PM = (struct ptrmag){ &pmslots[NBCAP], &pmslots[0], &pmslots[NBCAP] };
+	lfp_init32(&bcount, NBCAP);
+	struct fast bf = { &bmag[NBCAP], &bmag[0], &bmag[NBCAP], &bcount, bmarks, bblocks,
+			   (uint64_t)NBCAP * 64, 63, 6, 0xFFFFFFFEu };
+	/* The pool of `make bench`'s batch-shuffled, default cache shape. */
+	lfp_pool_config_t cfg = { .block_size = 64, .block_count = NB + NB / 4 + 8192 };
+	lfp_pool_t *pool = lfp_pool_create(&cfg);
+	lfp_cache_t *c = pool ? lfp_pool_cache(pool) : NULL;
+	if (c == NULL) {
+		fprintf(stderr, "bench_fastpath: no pool\n");
+		return 1;
+	}
+	static const char *const names[] = { "ptr-array", "idx-array", "+count", "+marks",
+					     "lfp_cache", "lfp_pool" };
+	double t[6][101];
+	int bad = 0;
+	for (unsigned r = 0; r < reps; r++)
+		for (int v = 0; v < 6; v++) {
+			double t0 = cpu_ns();
+			switch (v) {
+			case 0: bad |= batch_ptr(&PM, rounds); break;
+			case 1: bad |= batch_idx(&bf, rounds); break;
+			case 2: bad |= batch_count(&bf, rounds); break;
+			case 3: bad |= batch_marks(&bf, rounds); break;
+			case 4: bad |= batch_cache(c, rounds); break;
+			default: bad |= batch_pool(pool, rounds); break;
+			}
+			t[v][r] = (cpu_ns() - t0) / (double)(rounds * NB);
+		}
+	if (bad) {
+		fprintf(stderr, "bench_fastpath: a variant failed\n");
+		return 1;
+	}
+	printf("| variant | ns/pair, batch-shuffled (thread CPU, median of %u x %llu rounds of %u) |\n"
+	       "|---|---:|\n", reps, (unsigned long long)rounds, NB);
+	for (int v = 0; v < 6; v++) {
+		qsort(t[v], reps, sizeof(double), cmp);
+		printf("| %s | %.2f |\n", names[v], t[v][reps / 2]);
+	}
+	lfp_pool_destroy(pool);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	unsigned reps = 7;
 	uint64_t pairs = 50000000;
-	for (int i = 1; i + 1 < argc; i += 2) {
-		if (!strcmp(argv[i], "--reps"))
-			reps = (unsigned)strtoul(argv[i + 1], NULL, 10);
-		else if (!strcmp(argv[i], "--pairs"))
-			pairs = strtoull(argv[i + 1], NULL, 10);
+	int batch = 0;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--batch"))
+			batch = 1;
+		else if (i + 1 < argc && !strcmp(argv[i], "--reps"))
+			reps = (unsigned)strtoul(argv[++i], NULL, 10);
+		else if (i + 1 < argc && !strcmp(argv[i], "--pairs"))
+			pairs = strtoull(argv[++i], NULL, 10);
+		else
+			return 2;
 	}
+	if (batch)
+		return run_batch(reps, pairs);
 	if (reps < 1 || reps > 101 || pairs < 1)
 		return 2;
 	for (unsigned i = 0; i < K; i++) {
