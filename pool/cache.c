@@ -15,15 +15,17 @@
  *   refill: pop the top two full magazines from its own home stack with
  *           one CAS, else one from its home or the pool's depot, else pop a
  *           chain of up to k blocks off the shared free stack (the walk of
- *           one chain), else steal a full magazine from another slot's home
- *           stack. The empties go to home_empty, which only the owner
- *           touches (no CAS).
- *   flush:  with two empties at home, push `prev` and `loaded` (both full)
- *           onto its own home stack as one chain, one CAS; else push `prev`
- *           and take one empty magazine from its home or the depot; if there
- *           is no empty magazine anywhere, write prev's blocks into an
- *           in-band batch (below) or, for blocks under 12 bytes, push them
- *           onto the free stack as one chain this thread linked itself.
+ *           one chain), else steal the top two full magazines of another
+ *           slot's home stack with one CAS. The empties go to home_empty,
+ *           which only the owner touches (no CAS), up to the thread's share
+ *           (park_empty), and past it to the depot, two per CAS.
+ *   flush:  with two empties (from home, else the top two of the depot's
+ *           empty stack with one CAS), push `prev` and `loaded` (both full)
+ *           onto its own home stack as one chain, one CAS; with one, push
+ *           `prev` and load it; if there is no empty magazine anywhere,
+ *           write prev's blocks into an in-band batch (below) or, for
+ *           blocks under 12 bytes, push them onto the free stack as one
+ *           chain this thread linked itself.
  * So a batch always moves as a unit: a magazine (read as an array, never a
  * chain of links written by another core), or a chain walked only in the
  * overflow case. Home stacks keep a thread's blocks with that thread (the
@@ -171,7 +173,10 @@ static uint32_t mstack_pop(lfp_pool_t *p, lfp_atomic_u64 *head)
  * under it (or LFP_NIL) goes to *second. Labels as mstack_pop (K4). The
  * second link is read only while the head has not moved (then it cannot
  * change: re-linking the top two needs a pop, which moves the head's tag),
- * and the CAS proves that it did not. */
+ * and the CAS proves that it did not. Two facts carry this on every stack
+ * it is used on (home_full, another slot's home_full, depot_empty): every
+ * write of a head is a tagged CAS, and the winning CAS hands over both
+ * magazines, so nobody writes their links again before our own push. */
 static uint32_t mstack_pop2(lfp_pool_t *p, lfp_atomic_u64 *head, uint32_t *second)
 {
 	lfp_atomic_u32 *mn = lfpi_mag_next(p);
@@ -244,8 +249,8 @@ static void hempty_push(lfp_pool_t *p, struct lfpi_slot *s, uint32_t m)
 }
 
 /*
- * Park empty magazine m: at home (no CAS) while home holds fewer than this
- * thread's share, else on the depot. Home empties are the owner's alone and
+ * How many more empty magazines this thread may park at home (park_empty
+ * parks m at home, no CAS, while this is not 0, else on the depot). Home empties are the owner's alone and
  * a slot is claimed with two empties from the depot, so a thread that parks
  * every empty at home - then idles, or only allocates, like a handoff's
  * producer - would leave a later thread no slot at all. The share,
@@ -255,6 +260,7 @@ static void hempty_push(lfp_pool_t *p, struct lfpi_slot *s, uint32_t m)
  */
 static uint32_t home_room(const struct lfpi_tc *c)
 {
+	/* the share minus what is parked, minus 2 */
 	const lfp_pool_t *p = c->pool;
 	uint32_t share = (p->n_mags - 2) / (lfp_load32_relaxed(&p->claimed) + 1); /* relaxed: a hint */
 	return share > c->n_hempty + 2 ? share - c->n_hempty - 2 : 0;
@@ -276,10 +282,9 @@ static void park_empty(struct lfpi_tc *c, uint32_t m)
 static void park_empty2(struct lfpi_tc *c, uint32_t a, uint32_t b)
 {
 	lfp_pool_t *p = c->pool;
-	uint32_t room = home_room(c);
-	if (room != 0) {
-		park_empty(c, a);
-		park_empty(c, b);
+	if (home_room(c) != 0) {
+		park_empty(c, a); /* home */
+		park_empty(c, b); /* home, or the depot if a took the last room */
 		return;
 	}
 	lfp_store32_relaxed(&lfpi_mag_next(p)[a], b); /* relaxed: published by K3 */
@@ -728,9 +733,10 @@ static void tc_disarm(struct lfpi_tc *c)
 	c->pub.top = c->pub.base = c->pub.end = c->pub.count = &c->dummy;
 }
 
-/* Steal a full magazine from another slot's home stack, starting at the
- * thread's hint; every slot is tried before giving up (an allocation fails
- * only if they all looked empty). Empty magazines are never stolen. */
+/* Steal the top two full magazines of another slot's home stack with one
+ * CAS (the second, or LFP_NIL if there was one, in *second), starting at
+ * the thread's hint; every slot is tried before giving up (an allocation
+ * fails only if they all looked empty). Empty magazines are never stolen. */
 static uint32_t steal(struct lfpi_tc *c, uint32_t *second)
 {
 	lfp_pool_t *p = c->pool;
@@ -774,6 +780,19 @@ static bool steal_batch(struct lfpi_tc *c)
 	return false;
 }
 
+/* Load full magazines m and m2 (loaded, prev) in place of the two empty
+ * ones, then park those. Install first: until the slot's mirrors stop
+ * naming a magazine it must be on no stack, or a reclaim after the owner's
+ * death would push it a second time (a magazine between the two is "in no
+ * place", which the sweep repairs; docs/caches.md section 6). */
+static void tc_take_two(struct lfpi_tc *c, uint32_t m, uint32_t m2)
+{
+	uint32_t op = c->prev, ol = c->loaded;
+	tc_set_prev(c, m2);
+	tc_load(c, m);
+	park_empty2(c, op, ol);
+}
+
 /* loaded is empty: make it non-empty, or return false (nothing anywhere). */
 static bool tc_refill(struct lfpi_tc *c)
 {
@@ -788,9 +807,7 @@ static bool tc_refill(struct lfpi_tc *c)
 	if (m2 != LFP_NIL) {
 		/* Two full ones for one CAS: both empties go home (or, past
 		 * the share, to the depot with one CAS). */
-		park_empty2(c, c->prev, c->loaded);
-		tc_set_prev(c, m2);
-		tc_load(c, m);
+		tc_take_two(c, m, m2);
 		return true;
 	}
 	if (m == LFP_NIL && take_batch(p, &s->home_batch, &s->batched, c->loaded, &c->corrupt))
@@ -815,9 +832,7 @@ static bool tc_refill(struct lfpi_tc *c)
 		}
 		m = steal(c, &m2);
 		if (m2 != LFP_NIL) {
-			park_empty2(c, c->prev, c->loaded);
-			tc_set_prev(c, m2);
-			tc_load(c, m);
+			tc_take_two(c, m, m2);
 			return true;
 		}
 		if (m == LFP_NIL && steal_batch(c))
@@ -826,11 +841,12 @@ static bool tc_refill(struct lfpi_tc *c)
 			return false;
 	}
 	/* loaded and prev are both empty: keep one as prev, park the other
-	 * on our own home_empty (only we pop it: empties are never stolen;
-	 * a thread short of them writes an in-band batch instead). */
-	park_empty(c, c->prev);
+	 * (installed first, as in tc_take_two; the mirrors name loaded twice
+	 * for a moment, which slot_drain counts once). */
+	uint32_t op = c->prev;
 	tc_set_prev(c, c->loaded);
 	tc_load(c, m);
+	park_empty(c, op);
 	return true;
 reload: /* a batch was unpacked into loaded */
 	tc_load(c, c->loaded);
@@ -857,19 +873,22 @@ static void tc_flush(struct lfpi_tc *c)
 		/* None at home: two from the depot for one CAS. */
 		e = mstack_pop2(p, &p->depot_empty, &e2);
 	}
+	/* The empties are installed before the full ones are pushed (see
+	 * tc_take_two). */
+	const uint32_t op = c->prev, ol = c->loaded;
 	if (e2 != LFP_NIL) {
 		/* Two empties: both full ones go to home_full as one chain,
 		 * prev -> loaded, with one CAS (K3). */
-		lfp_store32_relaxed(&lfpi_mag_next(p)[c->prev], c->loaded); /* relaxed: published by K3 */
-		lfpi_tagged_push_chain(lfpi_mag_next(p), &s->home_full, c->prev, c->loaded); /* K3: pairs with K4 */
 		tc_set_prev(c, e2);
 		tc_load(c, e);
+		lfp_store32_relaxed(&lfpi_mag_next(p)[op], ol); /* relaxed: published by K3 */
+		lfpi_tagged_push_chain(lfpi_mag_next(p), &s->home_full, op, ol); /* K3: pairs with K4 */
 		return;
 	}
 	if (e != LFP_NIL) {
-		mstack_push(p, &s->home_full, c->prev);
-		tc_set_prev(c, c->loaded);
+		tc_set_prev(c, ol);
 		tc_load(c, e);
+		mstack_push(p, &s->home_full, op);
 		return;
 	}
 	/* No empty magazine anywhere: prev's blocks become an in-band batch on
@@ -891,11 +910,19 @@ static void slot_drain(lfp_pool_t *p, struct lfpi_slot *s, bool recover, bool ke
 {
 	lfp_atomic_u32 *next = lfpi_next(p);
 
+	/* Relaxed: ours, or K7/quiescence ordered it. An owner that died
+	 * inside tc_swap or an install names one magazine as both loaded and
+	 * prev: it is drained once. */
+	const uint32_t first = lfp_load32_relaxed(&s->loaded);
 	for (int w = 0; w < 2; w++) {
 		lfp_atomic_u32 *which = w ? &s->prev : &s->loaded;
-		uint32_t m = lfp_load32_relaxed(which); /* relaxed: ours, or K7/quiescence ordered it */
+		uint32_t m = lfp_load32_relaxed(which); /* relaxed: as above */
 		if (m >= p->n_mags)
 			continue; /* none (LFP_NIL): the owner died mid-claim */
+		if (w == 1 && m == first) {
+			lfp_store32_relaxed(which, LFP_NIL); /* relaxed: as above */
+			continue;
+		}
 		struct lfpi_mag *g = lfpi_mag_at(p, m);
 		uint32_t n = mag_count(p, m);
 		if (recover) {

@@ -448,6 +448,119 @@ Test(cached, exchanges_move_two_magazines_per_cas)
 	lfp_pool_destroy(p);
 }
 
+Test(cached, past_the_share_empties_cross_the_depot_two_per_cas)
+{
+	/* One slot, magazines of 8, 6 magazines in all: the share,
+	 * (6 - 2) / (1 + 1) = 2, leaves no room at home, so every empty goes
+	 * through depot_empty. A refill that takes two full magazines parks
+	 * both empties there as one chain (the depot's tag moves by 1); a
+	 * flush with nothing at home takes two from there with one CAS. */
+	lfp_pool_config_t c = cfg(64, 1000);
+	c.cache_slots = 1;
+	c.cache_size = 8;
+	c.cache_depot = 4;
+	lfp_pool_t *p = make(c);
+	void *a[48];
+	for (int i = 0; i < 48; i++)
+		cr_assert_not_null(a[i] = lfp_pool_alloc(p));
+	for (int i = 0; i < 48; i++)
+		cr_assert_eq(lfp_pool_free(p, a[i]), 0);
+	struct lfpi_slot *sl = the_claimed_slot(p);
+	cr_assert_eq(stack_len(p, &sl->home_full), 4, "48 = 16 held + 4 full at home");
+	cr_assert_eq(stack_len(p, &sl->home_empty), 0, "no room at home");
+	cr_assert_eq(stack_len(p, &p->depot_empty), 0);
+	for (int i = 0; i < 16; i++) /* drain loaded and prev */
+		cr_assert_not_null(a[i] = lfp_pool_alloc(p));
+	uint32_t tag = lfp_head_tag(lfp_load64_relaxed(&p->depot_empty));
+	cr_assert_not_null(a[16] = lfp_pool_alloc(p)); /* the refill */
+	cr_assert_eq(lfp_head_tag(lfp_load64_relaxed(&p->depot_empty)), tag + 1, "one CAS");
+	cr_assert_eq(stack_len(p, &p->depot_empty), 2, "both empties on the depot");
+	cr_assert_eq(stack_len(p, &sl->home_empty), 0);
+	cr_assert_eq(held_count(p, &sl->prev), 8, "prev is the second full magazine");
+	cr_assert_eq(lfp_pool_free(p, a[16]), 0); /* loaded and prev full again */
+	tag = lfp_head_tag(lfp_load64_relaxed(&p->depot_empty));
+	uint32_t ftag = lfp_head_tag(lfp_load64_relaxed(&sl->home_full));
+	cr_assert_eq(lfp_pool_free(p, a[15]), 0); /* the flush */
+	cr_assert_eq(lfp_head_tag(lfp_load64_relaxed(&p->depot_empty)), tag + 1, "one CAS");
+	cr_assert_eq(stack_len(p, &p->depot_empty), 0, "both empties came from the depot");
+	cr_assert_eq(lfp_head_tag(lfp_load64_relaxed(&sl->home_full)), ftag + 1, "one CAS");
+	cr_assert_eq(stack_len(p, &sl->home_full), 4);
+	cr_assert_eq(held_count(p, &sl->loaded), 1);
+	for (int i = 0; i < 15; i++)
+		cr_assert_eq(lfp_pool_free(p, a[i]), 0);
+	assert_valid(p, 1000);
+	cycle_all(p, 1000);
+	assert_valid(p, 1000);
+	lfp_pool_destroy(p);
+}
+
+struct hoarder {
+	lfp_pool_t *p;
+	pthread_barrier_t *gate;
+	int rc;
+};
+
+/* Take every block, free them all (into this thread's magazines and home
+ * stack), then wait while the main thread steals, then leave. */
+static void *hoard_all(void *v)
+{
+	struct hoarder *h = v;
+	void *a[64];
+	for (int i = 0; i < 64; i++)
+		if ((a[i] = lfp_pool_alloc(h->p)) == NULL)
+			h->rc = -1;
+	for (int i = 0; i < 64; i++)
+		if (h->rc == 0 && lfp_pool_free(h->p, a[i]) != 0)
+			h->rc = -2;
+	pthread_barrier_wait(h->gate); /* 1: hoarded */
+	pthread_barrier_wait(h->gate); /* 2: stolen from */
+	return NULL;
+}
+
+Test(cached, a_steal_takes_two_full_magazines_per_cas)
+{
+	/* 64 blocks, magazines of 8, two slots. Another thread holds every
+	 * block: 16 in its loaded and prev, 48 in six full magazines on its
+	 * home stack. This thread's first alloc finds nothing of its own, no
+	 * depot magazine and an empty free stack, so it steals: the victim's
+	 * home_full tag moves by 1 and loses two magazines, and this thread
+	 * holds both (loaded 7 after the alloc, prev 8). */
+	lfp_pool_config_t c = cfg(64, 64);
+	c.cache_slots = 2;
+	c.cache_size = 8;
+	c.cache_depot = 8;
+	lfp_pool_t *p = make(c);
+	pthread_barrier_t gate;
+	cr_assert_eq(pthread_barrier_init(&gate, NULL, 2), 0);
+	struct hoarder h = { p, &gate, 0 };
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, hoard_all, &h), 0);
+	pthread_barrier_wait(&gate);
+	cr_assert_eq(h.rc, 0);
+	struct lfpi_slot *vs = the_claimed_slot(p);
+	cr_assert_eq(stack_len(p, &vs->home_full), 6);
+	uint32_t tag = lfp_head_tag(lfp_load64_relaxed(&vs->home_full));
+	void *b = lfp_pool_alloc(p);
+	cr_assert_not_null(b);
+	cr_assert_eq(lfp_head_tag(lfp_load64_relaxed(&vs->home_full)), tag + 1, "one CAS");
+	cr_assert_eq(stack_len(p, &vs->home_full), 4, "two magazines stolen");
+	struct lfpi_slot *me = NULL;
+	for (uint32_t s = 0; s < p->cache_slots; s++)
+		if (lfpi_slot_at(p, s) != vs && lfp_load64_relaxed(&lfpi_slot_at(p, s)->owner) != 0)
+			me = lfpi_slot_at(p, s);
+	cr_assert_not_null(me, "this thread claimed the other slot");
+	cr_assert_eq(held_count(p, &me->loaded), 7);
+	cr_assert_eq(held_count(p, &me->prev), 8, "the second stolen magazine is prev");
+	cr_assert_eq(lfp_pool_free(p, b), 0);
+	pthread_barrier_wait(&gate);
+	cr_assert_eq(pthread_join(t, NULL), 0);
+	cr_assert_eq(lfp_pool_cache_flush(p), 0);
+	assert_valid(p, 64);
+	cycle_all(p, 64);
+	pthread_barrier_destroy(&gate);
+	lfp_pool_destroy(p);
+}
+
 static uint32_t word_of(const lfp_pool_t *p, uint32_t block, uint32_t w)
 {
 	uint32_t v;
@@ -935,6 +1048,32 @@ Test(recovery, reclaim_a_dead_threads_slot)
 	cr_assert_eq(lfp_load64_relaxed(&lfpi_slot_at(p, dead)->owner), 0);
 	assert_valid(p, 4096);
 	cycle_all(p, 4096);
+	free(blocks);
+	lfp_pool_destroy(p);
+}
+
+Test(recovery, a_slot_naming_one_magazine_twice_is_drained_once)
+{
+	/* An owner that dies inside a swap or an install leaves its slot
+	 * naming one magazine as both loaded and prev (and the other one in
+	 * no place). Reclaim must push it once: twice would put a cycle on a
+	 * depot stack, or one full magazine in two places. The sweep then
+	 * returns the magazine left in no place. */
+	lfp_pool_t *p = make(cfg(64, 4096));
+	void **blocks = calloc(40, sizeof *blocks);
+	struct flush_arg a = { p, blocks, 40, false, NULL };
+	pthread_t t;
+	pthread_create(&t, NULL, fill_and_die, &a);
+	pthread_join(t, NULL);
+	struct lfpi_slot *sl = the_claimed_slot(p);
+	uint32_t dead = (uint32_t)(((uintptr_t)sl - (uintptr_t)lfpi_slot_at(p, 0)) / sizeof *sl);
+	cr_assert_gt(held_count(p, &sl->loaded), 0, "the dead thread's blocks are in loaded");
+	lfp_store32_relaxed(&sl->prev, lfp_load32_relaxed(&sl->loaded));
+	cr_assert_eq(lfpi_cache_reclaim_slot(p, dead), 0);
+	(void)lfpi_cache_sweep(p);
+	assert_valid(p, 4096);
+	cycle_all(p, 4096);
+	assert_valid(p, 4096);
 	free(blocks);
 	lfp_pool_destroy(p);
 }
