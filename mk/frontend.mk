@@ -100,7 +100,9 @@ FE_CONC_OPS = $$(( 200000 / $(FE_CONC_DIV) ))
 FE_CONC_CONFIGS = \
   "--threads 4 --ops $(FE_CONC_OPS)" \
   "--threads 8 --ops $(FE_CONC_OPS) --checked" \
-  "--threads 3 --ops $(FE_CONC_OPS) --small-pools"
+  "--threads 3 --ops $(FE_CONC_OPS) --small-pools" \
+  "--threads 4 --ops $(FE_CONC_OPS) --depot --bursts" \
+  "--threads 3 --ops $(FE_CONC_OPS) --small-pools --depot --bursts"
 
 test-conc-frontend: $(FE_DIR)/conc_frontend
 	@set -u; fails=0; for cfg in $(FE_CONC_CONFIGS); do \

@@ -174,6 +174,15 @@ struct poolset {
 	lfp_pool_t *pool[];
 };
 
+/* A class's depot of full bin stacks (LFP_HEAP_DEPOT; see fe_bundle). */
+struct fe_depot {
+	_Alignas(64)
+	lfp_atomic_u64 full, empty; /* {tag:32 | bundle id:32} heads (D1/D2) */
+	lfp_atomic_u32 fresh;       /* bundles never used: ids fresh.. (D3) */
+	uint32_t bytes;             /* of one bundle; immutable */
+	lfp_atomic_u64 blocks;      /* relaxed stat: blocks parked */
+	char *bundles;              /* DEP_STACKS x bytes; immutable */
+};
 struct cls {
 	size_t size;           /* immutable */
 	size_t align;          /* immutable */
@@ -185,6 +194,8 @@ struct cls {
 	 * h->hot[class]. */
 	uint32_t tc_cap;       /* blocks per bin stack (0: checked heap) */
 	uint32_t tc_fill;      /* blocks one refill brings */
+	struct fe_depot *dep;  /* full bin stacks any thread may take (NULL:
+				* none); immutable */
 };
 
 #define LFPI_HEAP_MAGIC UINT64_C(0x4c46504845415031) /* "LFPHEAP1" */
@@ -228,6 +239,8 @@ struct lfp_heap {
 	uintptr_t pm_bias;         /* pagemap - (fh's first page >> PM_SHIFT) words */
 	size_t pagemap_bytes;      /* immutable */
 	uintptr_t pm_hi;           /* end of the highest page ever mapped (dir_lock) */
+	void *dep_map;             /* the classes' depots (dep_create); immutable */
+	size_t dep_map_bytes;
 	uint8_t *class_of;         /* (n + 7) / 8 -> class, n <= max_class */
 	lfp_atomic_u64 dir;        /* struct dir * (F3/F4) */
 	pthread_mutex_t dir_lock;  /* writers of dir */
@@ -751,13 +764,185 @@ static void tc_give_back(const lfp_heap_t *h, struct fe_ent *e, uint32_t k)
 	}
 }
 
-/* fr is full: give av back and make fr the new av. */
-static FE_NOINLINE void tc_spill(const lfp_heap_t *h, struct fe_bin *b)
+/*
+ * The class depot (heaps made with LFP_HEAP_DEPOT): DEP_STACKS whole bin
+ * stacks (bundles) per class, shared by the heap's threads, so that a stack
+ * a full bin gives up reaches the next refill as one unit. Without it the
+ * blocks go back to their pools as a chain of next[] links, and the refill
+ * walks that chain link by link: one dependent load per block
+ * (lfpi_stack_pop_chain is 20 % of a replay of firefox-reddit). A bundle
+ * holds each block's offset from fh_base / 8 (4 bytes; the state word is
+ * found again on take through the page map). Its blocks stay LFPI_HELD, so
+ * they pin their pools (trim_class drains the depot first) and a second
+ * free of one is refused. Two Treiber stacks of bundle ids with tagged
+ * heads, `full` and `empty`, links in the bundles; a bundle never used
+ * comes from `fresh`. A put is two CASes (take an empty bundle, push it
+ * full), a take too. When every bundle is full the stack goes back to its
+ * pools as without a depot, so a class's depot holds at most DEP_STACKS x
+ * tc_cap blocks (DEP_STACKS x 4 KiB). Opt-in: the bundles' memory is never
+ * returned, and it lands in the peak footprint (benchmarks-heap.md 8).
+ * D1 release CAS of a push: the bundle's offsets, count and link before the
+ * head; pairs with D2. D2 acquire load / CAS of a head (pop); pairs with
+ * D1. D3 relaxed load / fetch_add of `fresh`: only the ids' uniqueness
+ * matters (the bundle is published by D1 like any other).
+ */
+#define DEP_STACKS 256u
+struct fe_bundle {
+	lfp_atomic_u32 link;        /* the next bundle on its stack (D1/D2) */
+	uint32_t n;
+	uint32_t off[];             /* (block - fh_base) / 8: 4 bytes a block,
+				     * the state word is found again on take */
+};
+
+static struct fe_bundle *dep_bundle(struct fe_depot *d, uint32_t i)
 {
-	/* av's blocks (older: refilled or freed before fr's) go back, and the
-	 * full fr becomes av: no copying, and fr's recently freed blocks, the
-	 * warmest, are the next ones handed out. */
-	tc_give_back(h, b->av, b->an);
+	return (struct fe_bundle *)(void *)(d->bundles + (size_t)i * d->bytes);
+}
+
+static uint32_t dep_pop(struct fe_depot *d, lfp_atomic_u64 *head)
+{
+	unsigned spins = 0;
+	uint64_t old = lfp_load64_acquire(head); /* D2: pairs with D1 */
+	for (;;) {
+		uint32_t i = lfp_head_index(old);
+		if (i >= DEP_STACKS)
+			return LFP_NIL;
+		/* Relaxed: D2 made the pusher's link visible; a newer value
+		 * means the head moved, and then the CAS fails (tag). */
+		uint32_t nx = lfp_load32_relaxed(&dep_bundle(d, i)->link);
+		if (lfp_cas64_weak_acquire(head, &old, lfp_head_next(old, nx))) /* D2: pairs with D1 */
+			return i;
+		lfp_backoff(&spins);
+	}
+}
+
+static void dep_push(struct fe_depot *d, lfp_atomic_u64 *head, uint32_t i)
+{
+	struct fe_bundle *b = dep_bundle(d, i);
+	unsigned spins = 0;
+	/* Relaxed: the value is only the CAS's expectation; D1 publishes. */
+	uint64_t old = lfp_load64_relaxed(head);
+	for (;;) {
+		lfp_store32_relaxed(&b->link, lfp_head_index(old)); /* relaxed: published by D1 */
+		if (lfp_cas64_weak_release(head, &old, lfp_head_next(old, i))) /* D1: pairs with D2 */
+			return;
+		lfp_backoff(&spins);
+	}
+}
+
+/* Park e[0..k) (HELD blocks of class ci) in the class depot as one
+ * bundle; false if there is no depot or every bundle is full. */
+static bool dep_put(lfp_heap_t *h, uint32_t ci, const struct fe_ent *e, uint32_t k)
+{
+	struct fe_depot *d = h->cls[ci].dep;
+	if (d == NULL)
+		return false;
+	if (k == 0)
+		return true;
+	uint32_t i = dep_pop(d, &d->empty);
+	if (i == LFP_NIL) {
+		/* A bundle's page is first touched here, so an unused depot
+		 * costs address space only. */
+		if (lfp_load32_relaxed(&d->fresh) >= DEP_STACKS ||              /* D3 */
+		    (i = lfp_fetch_add32_relaxed(&d->fresh, 1)) >= DEP_STACKS) /* D3 */
+			return false;
+	}
+	struct fe_bundle *b = dep_bundle(d, i);
+	b->n = k;
+	for (uint32_t j = 0; j < k; j++)
+		b->off[j] = (uint32_t)(((uintptr_t)e[j].p - h->fh_base) >> 3);
+	lfp_fetch_add64_relaxed(&d->blocks, k); /* relaxed: stats */
+	dep_push(d, &d->full, i);
+	return true;
+}
+
+/* Take a bundle of class ci into e[] (room for the class's tc_cap); its
+ * size, 0 if none. The blocks are HELD: they pin their pools, whose words
+ * in the page map and whose grids free_hit checked when they came in. */
+static uint32_t dep_take(lfp_heap_t *h, uint32_t ci, struct fe_ent *e)
+{
+	struct fe_depot *d = h->cls[ci].dep;
+	uint32_t i = d != NULL ? dep_pop(d, &d->full) : LFP_NIL;
+	if (i == LFP_NIL)
+		return 0;
+	struct fe_bundle *b = dep_bundle(d, i);
+	const struct cls_hot *c = &h->hot[ci];
+	uint32_t k = b->n;
+	for (uint32_t j = 0; j < k; j++) {
+		uintptr_t a = h->fh_base + ((uintptr_t)b->off[j] << 3);
+		/* P2: pairs with P1; the page map names a's pool (whole pages) */
+		const lfp_pool_t *pool = pm_pool(lfp_load64_acquire(pm_slot(h, a)));
+		uint64_t q = (uint64_t)(a - (uintptr_t)lfpi_blocks(pool)) * c->inv;
+		q = q >> c->shift | q << ((64u - c->shift) & 63u);
+		e[j] = (struct fe_ent){ (void *)a, &lfpi_next(pool)[q] };
+	}
+	dep_push(d, &d->empty, i);
+	lfp_fetch_sub64_relaxed(&d->blocks, k); /* relaxed: stats */
+	return k;
+}
+
+/* Give every bundle of class ci's depot back to the pools (trim). */
+static void dep_drain(lfp_heap_t *h, uint32_t ci)
+{
+	struct fe_ent e[TC_STACK_MAX];
+	uint32_t k;
+	while ((k = dep_take(h, ci, e)) != 0)
+		tc_give_back(h, e, k);
+}
+
+static size_t dep_bundle_bytes(const struct cls *c)
+{
+	size_t bytes = sizeof(struct fe_bundle) + (size_t)c->tc_cap * sizeof(uint32_t);
+	return (bytes + 7) & ~(size_t)7;
+}
+
+/* With LFP_HEAP_DEPOT, every class's depot in one anonymous mapping
+ * (h->dep_map): the heads first, one line per class, then the bundles,
+ * whose pages are touched only when used. No depots (dep NULL) without the
+ * flag, or if it cannot be mapped (the bins work without), or if offsets /
+ * 8 of the fallback heap would not fit 32 bits. */
+static void dep_create(lfp_heap_t *h)
+{
+	size_t heads = (size_t)h->nclasses * sizeof(struct fe_depot), total = heads;
+	for (uint32_t ci = 0; ci < h->nclasses; ci++)
+		if (h->cls[ci].tc_cap != 0)
+			total += DEP_STACKS * dep_bundle_bytes(&h->cls[ci]);
+	if (!(h->flags & LFP_HEAP_DEPOT) || total == heads || (h->fh_len >> 3) > UINT32_MAX)
+		return;
+	total = (total + page_size() - 1) & ~(page_size() - 1);
+	int saved = errno; /* no depot is no error: the bins work without */
+	void *m = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		       -1, 0);
+	errno = saved;
+	if (m == MAP_FAILED)
+		return;
+	h->dep_map = m;
+	h->dep_map_bytes = total;
+	struct fe_depot *d = m;
+	char *at = (char *)m + heads;
+	for (uint32_t ci = 0; ci < h->nclasses; ci++, d++) {
+		if (h->cls[ci].tc_cap == 0)
+			continue;
+		lfp_init64(&d->full, lfp_head_make(LFP_NIL, 0));
+		lfp_init64(&d->empty, lfp_head_make(LFP_NIL, 0));
+		lfp_init32(&d->fresh, 0);
+		lfp_init64(&d->blocks, 0);
+		d->bytes = (uint32_t)dep_bundle_bytes(&h->cls[ci]);
+		d->bundles = at;
+		at += DEP_STACKS * (size_t)d->bytes;
+		h->cls[ci].dep = d;
+	}
+}
+
+/* fr is full: give av back and make fr the new av. */
+static FE_NOINLINE void tc_spill(lfp_heap_t *h, struct fe_bin *b, uint32_t ci)
+{
+	/* av's blocks (older: refilled or freed before fr's) go to the depot
+	 * or back to their pools, and the full fr becomes av: no copying, and
+	 * fr's recently freed blocks, the warmest, are the next ones handed
+	 * out. */
+	if (!dep_put(h, ci, b->av, b->an))
+		tc_give_back(h, b->av, b->an);
 	struct fe_ent *t = b->av;
 	b->av = b->fr;
 	b->fr = t;
@@ -926,7 +1111,7 @@ static FE_NOINLINE void *tc_alloc_miss(lfp_heap_t *h, uint32_t ci)
 		b->fr = t;
 		b->an = b->fn;
 		b->fn = 0;
-	} else {
+	} else if ((b->an = dep_take(h, ci, b->av)) == 0) {
 		int saved = errno;
 		while (tc_refill(h, ci, b, b->fill) == 0) {
 			if (tc_grow(h, ci, b) != 0) {
@@ -1111,7 +1296,7 @@ static int check_config(const lfp_heap_config_t *cfg)
 {
 	if (cfg->fit > LFP_FIT_BEST ||
 	    (cfg->flags & ~(unsigned)(LFP_HEAP_CHECKED | LFP_HEAP_ABORT_ON_BAD_FREE |
-				      LFP_HEAP_POOL_STATS)))
+				      LFP_HEAP_POOL_STATS | LFP_HEAP_DEPOT)))
 		return -EINVAL;
 	if (cfg->class_sizes != NULL) {
 		if (cfg->class_count == 0 || cfg->class_count > LFP_HEAP_MAX_CLASSES)
@@ -1221,6 +1406,7 @@ lfp_heap_t *lfp_heap_create(const lfp_heap_config_t *cfg)
 		lfp_init32(&c->hint, 0);
 		pthread_mutex_init(&c->grow_lock, NULL);
 	}
+	dep_create(h);
 	lfp_init64(&h->dir, 0);
 	lfp_init64(&h->pools_added, 0);
 	lfp_init64(&h->pools_retired, 0);
@@ -1273,6 +1459,8 @@ int lfp_heap_destroy(lfp_heap_t *h)
 	pthread_mutex_destroy(&h->trim_lock);
 	pthread_mutex_destroy(&h->gc_lock);
 	munmap(h->pagemap, h->pagemap_bytes);
+	if (h->dep_map != NULL)
+		munmap(h->dep_map, h->dep_map_bytes);
 	(void)lfp_flheap_destroy(h->fh);
 	(void)lfp_flheap_destroy(h->meta); /* h lives there */
 	return 0;
@@ -1373,7 +1561,7 @@ static FE_NOINLINE int tc_put_miss(lfp_heap_t *h, uint32_t ci, lfp_pool_t *pool,
 	if (b->cap == 0)
 		return lfp_pool_free(pool, p); /* a class without a bin */
 	if (b->fn == b->cap)
-		tc_spill(h, b);
+		tc_spill(h, b, ci);
 	lfp_store32_relaxed(st, LFPI_HELD); /* K2: held by this thread's bin */
 	b->fr[b->fn++] = (struct fe_ent){ p, st };
 	return 0;
@@ -1608,6 +1796,7 @@ static int trim_class(lfp_heap_t *h, struct cls *c)
 	lfp_pool_t *cand[64];
 	size_t nc = 0;
 	int retired = 0;
+	dep_drain(h, (uint32_t)(c - h->cls)); /* depot blocks pin their pools */
 	pthread_mutex_lock(&c->grow_lock);
 	rcu_lock();
 	const struct poolset *s = ptr_load_acquire(&c->pools); /* F2 */
@@ -1682,6 +1871,9 @@ int lfp_heap_stats(lfp_heap_t *h, lfp_heap_stats_t *out)
 		.huge_bytes = lfp_load64_relaxed(&h->huge_bytes),
 		.bad_frees = lfp_load64_relaxed(&h->bad_frees),
 	};
+	for (uint32_t ci = 0; ci < h->nclasses; ci++)
+		if (h->cls[ci].dep != NULL)
+			out->depot_blocks += lfp_load64_relaxed(&h->cls[ci].dep->blocks); /* relaxed: stats */
 	return lfp_flheap_stats(h->fh, &out->fallback);
 }
 

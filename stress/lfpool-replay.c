@@ -948,6 +948,7 @@ struct opts {
 	size_t align;
 	size_t chunk;
 	bool plain;
+	bool depot;      /* lfp target: LFP_HEAP_DEPOT */
 	size_t min_split;
 	size_t pool_min, pool_max, huge;
 };
@@ -989,7 +990,8 @@ static int setup_target(const struct opts *o, struct target *t)
 	}
 	if (!strcmp(o->target, "lfp")) {
 		lfp_heap_config_t hc = { .fit = o->fit, .pool_min_bytes = o->pool_min,
-					 .pool_max_bytes = o->pool_max, .huge_threshold = o->huge };
+					 .pool_max_bytes = o->pool_max, .huge_threshold = o->huge,
+					 .flags = o->depot ? LFP_HEAP_DEPOT : 0u };
 		if (lfp_default_heap_configure(&hc) != 0)
 			return -1;
 		*t = (struct target){ "lfp", lfp_malloc_w, lfp_free_w, lfp_realloc_w, 16 };
@@ -1113,6 +1115,8 @@ static void run_child(const char *self, const struct peer *pe, const struct opts
 		argv[k++] = huge;
 		if (o->plain)
 			argv[k++] = "--plain-split";
+		if (o->depot)
+			argv[k++] = "--depot";
 		if (o->locked)
 			argv[k++] = "--locked";
 		if (!o->check)
@@ -1162,6 +1166,7 @@ static void usage(const char *prog)
 		"  --chunk N                 sim heap growth chunk bytes (0 = adaptive)\n"
 		"  --min-split N             sim heap smallest split remainder\n"
 		"  --plain-split             sim heap: low-end splits, exact growth\n"
+		"  --depot                   lfp target: LFP_HEAP_DEPOT (a class depot)\n"
 		"  --pool-min N, --pool-max N, --huge N   lfp target: first and largest\n"
 		"                            pool bytes, huge threshold (0 = defaults)\n"
 		"  --locked                  sim heap with its mutex (default: unlocked,\n"
@@ -1243,6 +1248,8 @@ int main(int argc, char **argv)
 		} else if (!strcmp(a, "--huge")) {
 			NEEDV();
 			o.huge = strtoul(v, NULL, 10);
+		} else if (!strcmp(a, "--depot")) {
+			o.depot = true;
 		} else if (!strcmp(a, "--plain-split")) {
 			o.plain = true;
 		} else if (!strcmp(a, "--locked")) {

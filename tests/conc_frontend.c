@@ -19,7 +19,12 @@
  * pool is retired, no huge mapping is left and the fallback heap holds no
  * block (conservation: everything allocated was freed exactly once).
  *
- * Usage: conc_frontend [--threads N] [--ops N] [--checked] [--small-pools]
+ * --bursts: every 128 operations a thread also allocates BURST blocks of
+ * one small size and frees them all, so its thread cache fills and spills
+ * whole stacks (into the class depot, with --depot) while the other
+ * threads do the same: the stamps catch a block handed out twice.
+ *
+ * Usage: conc_frontend [--threads N] [--ops N] [--checked] [--small-pools] [--depot] [--bursts]
  *                      [--seed S] [--timeout SEC]
  * Exit: 0 pass, 1 violation, 2 usage, 3 watchdog.
  */
@@ -30,6 +35,7 @@
 #define MAX_THREADS 64
 #define HOLD 48       /* blocks a thread keeps at most */
 #define MAILBOX 32    /* blocks in flight to the next thread */
+#define BURST 160     /* --bursts: blocks a burst allocates at once */
 
 struct item {
 	unsigned char *p;
@@ -52,6 +58,7 @@ struct worker {
 	struct mailbox *boxes;
 	lfpt_barrier_t *start;
 	uint64_t seed;
+	bool bursts;
 	uint64_t allocs, frees, handoffs, huge;
 };
 
@@ -112,6 +119,25 @@ static void *worker_main(void *arg)
 				got[i].owner = w->id;
 				got[i].seq = seq;
 				release(w, &got[i]);
+			}
+		}
+		if (w->bursts && (op & 127) == 64) {
+			struct item b[BURST];
+			size_t n = LFPT_STAMP_MIN + 16 * lfpt_rng_below(&r, 4);
+			unsigned nb = 0;
+			for (; nb < BURST; nb++) {
+				b[nb] = (struct item){ .n = n, .owner = w->id, .seq = ++seq };
+				b[nb].p = lfp_heap_malloc(w->h, n);
+				if (!LFPT_CHECK(b[nb].p != NULL, "burst alloc %zu: %s", n, strerror(errno)))
+					break;
+				w->allocs++;
+				lfpt_stamp_claim(b[nb].p, n, w->id, b[nb].seq);
+			}
+			while (nb > 0) { /* in a shuffled order */
+				unsigned k = (unsigned)lfpt_rng_below(&r, nb);
+				struct item it = b[k];
+				b[k] = b[--nb];
+				release(w, &it);
 			}
 		}
 		unsigned what = (unsigned)lfpt_rng_below(&r, 8);
@@ -193,7 +219,7 @@ int main(int argc, char **argv)
 	unsigned nthreads = 4;
 	uint64_t ops = 100000, timeout = 120;
 	const char *seed_arg = NULL;
-	bool checked = false, small_pools = false;
+	bool checked = false, small_pools = false, depot = false, bursts = false;
 	for (int i = 1; i < argc; i++) {
 		uint64_t v;
 		if (!strcmp(argv[i], "--threads") && i + 1 < argc && lfpt_parse_u64(argv[i + 1], &v)) {
@@ -210,8 +236,12 @@ int main(int argc, char **argv)
 			checked = true;
 		} else if (!strcmp(argv[i], "--small-pools")) {
 			small_pools = true;
+		} else if (!strcmp(argv[i], "--depot")) {
+			depot = true;
+		} else if (!strcmp(argv[i], "--bursts")) {
+			bursts = true;
 		} else {
-			fprintf(stderr, "usage: %s [--threads N] [--ops N] [--checked] [--small-pools] "
+			fprintf(stderr, "usage: %s [--threads N] [--ops N] [--checked] [--small-pools] [--depot] [--bursts] "
 					"[--seed S] [--timeout SEC]\n", argv[0]);
 			return LFPT_EXIT_USAGE;
 		}
@@ -223,7 +253,7 @@ int main(int argc, char **argv)
 	uint64_t seed = lfpt_seed_pick(argv[0], seed_arg);
 	lfpt_watchdog_start((unsigned)timeout);
 
-	lfp_heap_config_t hc = { .flags = checked ? LFP_HEAP_CHECKED : 0u };
+	lfp_heap_config_t hc = { .flags = (checked ? LFP_HEAP_CHECKED : 0u) | (depot ? LFP_HEAP_DEPOT : 0u) };
 	if (small_pools) {
 		/* Many small pools: growth and retirement all the time. */
 		hc.pool_min_bytes = 256;
@@ -242,7 +272,7 @@ int main(int argc, char **argv)
 		pthread_mutex_init(&boxes[i].mu, NULL);
 		boxes[i].count = 0;
 		w[i] = (struct worker){ .id = i + 1, .nthreads = nthreads, .ops = ops, .h = h,
-					.boxes = boxes, .start = &start, .seed = seed };
+					.boxes = boxes, .start = &start, .seed = seed, .bursts = bursts };
 	}
 	lfp_init32(&trim_stop, 0);
 	struct trimmer tr = { .h = h };
@@ -282,6 +312,7 @@ int main(int argc, char **argv)
 	LFPT_CHECK(st.fallback.alloc_blocks == 0, "%" PRIu64 " fallback blocks left",
 		   st.fallback.alloc_blocks);
 	LFPT_CHECK(st.bad_frees == 0, "%" PRIu64 " frees refused", st.bad_frees);
+	LFPT_CHECK(st.depot_blocks == 0, "%" PRIu64 " blocks still in the depots", st.depot_blocks);
 	LFPT_CHECK(lfp_heap_validate(h, &why) == 0, "validate after the last trim: %s", why ? why : "?");
 	LFPT_CHECK(lfp_heap_destroy(h) == 0, "destroy");
 	lfpt_watchdog_stop();

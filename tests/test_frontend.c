@@ -657,6 +657,119 @@ Test(heap_tcache, no_memory_for_the_cache_keeps_errno)
 
 /* ---- growth and retirement -------------------------------------------------------------- */
 
+/* ---- LFP_HEAP_DEPOT: full cache stacks parked per class ---------------- */
+
+static uint64_t depot_of(lfp_heap_t *h)
+{
+	lfp_heap_stats_t st;
+	cr_assert_eq(lfp_heap_stats(h, &st), 0);
+	return st.depot_blocks;
+}
+
+/* malloc n blocks of 64 bytes, free them all (through this thread's bins:
+ * every full free stack parks its alloc stack in the depot), exit. */
+static void *depot_churn(void *arg)
+{
+	struct tc_job *j = arg;
+	enum { N = 600 };
+	static _Thread_local void *v[N];
+	for (int i = 0; i < N; i++)
+		if ((v[i] = lfp_heap_malloc(j->h, 64)) == NULL)
+			j->rc = -ENOMEM;
+	for (int i = 0; i < N && j->rc == 0; i++)
+		if (lfp_heap_free(j->h, v[(i * 7) % N]) != 0)
+			j->rc = -EINVAL;
+	return NULL;
+}
+
+Test(heap_depot, a_parked_stack_serves_another_thread)
+{
+	lfp_heap_t *h = mk(LFP_HEAP_DEPOT);
+	cr_assert_eq(depot_of(h), 0);
+	struct tc_job j = { .h = h };
+	run_thread(depot_churn, &j);
+	cr_assert_eq(j.rc, 0);
+	uint64_t parked = depot_of(h);
+	/* 600 frees through 64-entry stacks: at least 7 full alloc stacks
+	 * parked (the last ones stay in the bins and go back at exit). */
+	cr_expect_geq(parked, 7 * 64, "only %llu blocks parked", (unsigned long long)parked);
+	cr_expect_leq(parked, 600);
+	assert_valid(h);
+	/* This thread's first refills take whole stacks from the depot. */
+	enum { N = 300 };
+	void *v[N];
+	for (int i = 0; i < N; i++) {
+		cr_assert_not_null(v[i] = lfp_heap_malloc(h, 64));
+		memset(v[i], i & 0xff, 64);
+	}
+	cr_expect_leq(depot_of(h), parked - 256, "refills did not take from the depot");
+	for (int i = 0; i < N; i++)
+		for (int k = 0; k < i; k++)
+			cr_assert_neq(v[i], v[k], "block %d handed out twice", i);
+	for (int i = 0; i < N; i++)
+		cr_assert_eq(lfp_heap_free(h, v[i]), 0);
+	assert_valid(h);
+	lfp_heap_destroy(h);
+}
+
+Test(heap_depot, a_parked_block_cannot_be_freed_again)
+{
+	lfp_heap_t *h = mk(LFP_HEAP_DEPOT);
+	enum { N = 400 };
+	void *v[N];
+	for (int i = 0; i < N; i++)
+		cr_assert_not_null(v[i] = lfp_heap_malloc(h, 64));
+	for (int i = 0; i < N; i++)
+		cr_assert_eq(lfp_heap_free(h, v[i]), 0);
+	cr_assert_gt(depot_of(h), 0);
+	/* Every block is in this thread's bins or in the depot: none is live. */
+	for (int i = 0; i < N; i++) {
+		struct tc_job j = { .h = h, .p = v[i] };
+		if (i % 50 == 0)
+			run_thread(tc_free_other, &j); /* another thread, now and then */
+		else
+			j.rc = lfp_heap_free(h, v[i]);
+		cr_expect_eq(j.rc, -EALREADY, "second free of block %d: %d", i, j.rc);
+	}
+	/* ... and each comes back once. */
+	void *w[N];
+	for (int i = 0; i < N; i++)
+		cr_assert_not_null(w[i] = lfp_heap_malloc(h, 64));
+	for (int i = 0; i < N; i++)
+		for (int k = 0; k < i; k++)
+			cr_assert_neq(w[i], w[k], "block %d handed out twice", i);
+	for (int i = 0; i < N; i++)
+		cr_assert_eq(lfp_heap_free(h, w[i]), 0);
+	assert_valid(h);
+	lfp_heap_destroy(h);
+}
+
+Test(heap_depot, trim_empties_the_depot_and_retires_the_pools)
+{
+	lfp_heap_t *h = mk(LFP_HEAP_DEPOT);
+	struct tc_job j = { .h = h };
+	run_thread(depot_churn, &j);
+	cr_assert_eq(j.rc, 0);
+	cr_assert_gt(depot_of(h), 0);
+	cr_assert_gt(pools_of(h), 0);
+	struct tc_job t = { .h = h };
+	run_thread(tc_trim, &t);
+	cr_expect_eq(depot_of(h), 0, "trim left %llu blocks parked", (unsigned long long)depot_of(h));
+	cr_expect_eq(pools_of(h), 0, "parked blocks still pin %llu pools", (unsigned long long)pools_of(h));
+	assert_valid(h);
+	lfp_heap_destroy(h);
+}
+
+Test(heap_depot, without_the_flag_nothing_is_parked)
+{
+	lfp_heap_t *h = mk(0);
+	struct tc_job j = { .h = h };
+	run_thread(depot_churn, &j);
+	cr_assert_eq(j.rc, 0);
+	cr_expect_eq(depot_of(h), 0);
+	lfp_heap_destroy(h);
+}
+
 Test(heap_pools, classes_grow_and_empty_pools_retire)
 {
 	lfp_heap_config_t c = { .pool_min_bytes = 512, .pool_max_bytes = 1 << 17 };
