@@ -17,6 +17,11 @@
 #                        cross-thread frees, a concurrent trimmer
 #   test-tsan-frontend   the same under ThreadSanitizer ($(BUILD)/tsan)
 #   test-asan-frontend   test-heap + test-frontend + conc under ASan+UBSan
+#   test-negative-depot  expected failure: conc_frontend --depot --bursts with
+#                        injected stalls against a library whose depot heads
+#                        carry a 1-bit ABA tag (-DLFPI_DEPOT_TAG_BITS=1) must
+#                        report a violation; the same run against the real
+#                        32-bit tag must pass
 #   test-replay          every trace replayed once with full checks on the
 #                        simulated heap and the front end (skips cleanly
 #                        without ../shared/traces)
@@ -31,7 +36,7 @@ LIB_SRCS += pool/heap.c pool/frontend.c
 LIB_PKGS += liburcu-bp
 
 TEST_STEPS += test-heap test-frontend test-conc-frontend test-tsan-frontend \
-              test-asan-frontend test-replay
+              test-asan-frontend test-negative-depot test-replay
 
 FE_DIR     = $(BUILD)/tests
 FE_DEPS    = tests/lfp_test.h $(wildcard include/*.h include/lfpool/*.h pool/*.h atomics/*.h)
@@ -46,7 +51,7 @@ FE_TRACES  ?= $(abspath $(CURDIR)/../shared/traces)
 REPLAY_ARGS ?=
 REPLAY      = $(BUILD)/lfpool-replay
 
-.PHONY: replay replay-bin bench-frontend
+.PHONY: replay replay-bin bench-frontend negd-build test-negative-depot
 
 # make bench also measures the front end's class fast path against the
 # pool's own (lfpool-replay --micro: hot pair and batch-shuffled, 16/64/256 B).
@@ -101,7 +106,7 @@ FE_CONC_CONFIGS = \
   "--threads 4 --ops $(FE_CONC_OPS)" \
   "--threads 8 --ops $(FE_CONC_OPS) --checked" \
   "--threads 3 --ops $(FE_CONC_OPS) --small-pools" \
-  "--threads 4 --ops $(FE_CONC_OPS) --depot --bursts" \
+  "--threads 6 --ops $(FE_CONC_OPS) --depot --bursts" \
   "--threads 3 --ops $(FE_CONC_OPS) --small-pools --depot --bursts"
 
 test-conc-frontend: $(FE_DIR)/conc_frontend
@@ -110,6 +115,35 @@ test-conc-frontend: $(FE_DIR)/conc_frontend
 	  echo "+ $(FE_DIR)/conc_frontend $$*"; \
 	  $(FE_SAN_ENV) $(FE_DIR)/conc_frontend --timeout 150 "$$@" || { echo "conc_frontend $$*: exit $$?"; fails=$$((fails+1)); }; \
 	done; [ $$fails -eq 0 ] || { echo "test-conc-frontend: $$fails config(s) failed"; exit 1; }
+
+# The depot's negative control. A 1-bit tag was caught in 3 of 5 runs of
+# NEGD_CONFIG here (stamp violations: a block handed out twice; a pool left
+# after the last trim; or a crash, when a bundle popped twice is rewritten
+# under its reader); up to NEGD_TRIES seeds are tried and the step passes at
+# the first run that fails (1 violation, 3 watchdog, or a signal). 0 on every
+# try, or 2 (usage), fails it.
+NEGD_TRIES  ?= 10
+NEGD_CONFIG ?= --threads 6 --ops 100000 --depot --bursts --preempt 20 --stall 100 --timeout 30
+NEGD_BUILD   = $(BUILD)/negative-depot
+NEGD_PROG    = $(NEGD_BUILD)/tests/conc_frontend
+
+negd-build:
+	@$(MAKE) --no-print-directory BUILD=$(NEGD_BUILD) \
+	  EXTRA_CFLAGS="$(EXTRA_CFLAGS) -DLFPI_DEPOT_TAG_BITS=1" $(NEGD_PROG)
+
+test-negative-depot: $(FE_DIR)/conc_frontend negd-build
+	@echo "+ control: the same config against the real depot tag must pass"
+	$(FE_DIR)/conc_frontend $(NEGD_CONFIG)
+	@echo "+ negative: a 1-bit depot tag must be caught (up to $(NEGD_TRIES) seeds)"
+	@for try in $$(seq 1 $(NEGD_TRIES)); do \
+	  $(NEGD_PROG) $(NEGD_CONFIG) > $(NEGD_BUILD)/last.log 2>&1; rc=$$?; \
+	  { head -n 3 $(NEGD_BUILD)/last.log; tail -n 1 $(NEGD_BUILD)/last.log; } | sed 's/^/    expected> /'; \
+	  case $$rc in \
+	  0) echo "test-negative-depot: try $$try not caught" ;; \
+	  2) echo "test-negative-depot: FAIL - usage error"; exit 1 ;; \
+	  *) echo "test-negative-depot: PASS - the 1-bit depot tag was caught on try $$try (exit $$rc; expected failure)"; exit 0 ;; \
+	  esac; \
+	done; echo "test-negative-depot: FAIL - $(NEGD_TRIES) runs of a 1-bit depot tag passed"; exit 1
 
 test-tsan-frontend:
 	@$(MAKE) --no-print-directory BUILD=$(BUILD)/tsan SAN=tsan test-conc-frontend

@@ -59,6 +59,9 @@
  *   K2  relaxed loads and stores of a block's state word (LFPI_ALLOC,
  *       LFPI_HELD) by the thread that holds the block, as in the pools.
  *   R1  the chain push that gives blocks back (pool/stack.c).
+ *   D1  release CAS of a class-depot push (LFP_HEAP_DEPOT); pairs with D2.
+ *   D2  acquire load / CAS of a depot pop: the bundle's offsets and count.
+ *   D3  relaxed load / fetch_add of a depot's never-used bundle count.
  *   Relaxed: the allocation hint and the statistics counters (hints and
  *   counts order nothing).
  * The RCU grace periods order every reader's accesses before the
@@ -70,7 +73,8 @@
  * in a class array is in the directory; every page of a pool's region is in
  * the page map with the pool's class, and no other page is; a pool leaves
  * the page map and the directory only after it left its class array and a
- * grace period passed; a block in a thread cache is marked LFPI_HELD.
+ * grace period passed; a block in a thread cache or parked in a class
+ * depot is marked LFPI_HELD.
  */
 #include "heap_internal.h"
 
@@ -787,8 +791,25 @@ static void tc_give_back(const lfp_heap_t *h, struct fe_ent *e, uint32_t k)
  * matters (the bundle is published by D1 like any other).
  */
 #define DEP_STACKS 256u
+/* Bits of a depot head's ABA tag. Only the negative control of
+ * mk/frontend.mk cuts it (test-negative-depot: a 1-bit tag must be caught). */
+#ifndef LFPI_DEPOT_TAG_BITS
+#define LFPI_DEPOT_TAG_BITS 32
+#endif
+#if LFPI_DEPOT_TAG_BITS < 1 || LFPI_DEPOT_TAG_BITS > 32
+#error "LFPI_DEPOT_TAG_BITS must be in 1..32"
+#endif
+
+/* The head that puts bundle i on top of old: the tag moves on by one. */
+static uint64_t dep_head_next(uint64_t old, uint32_t i)
+{
+	uint32_t tag = (lfp_head_tag(old) + 1) & (uint32_t)((UINT64_C(1) << LFPI_DEPOT_TAG_BITS) - 1);
+	return (uint64_t)tag << 32 | i;
+}
 struct fe_bundle {
 	lfp_atomic_u32 link;        /* the next bundle on its stack (D1/D2) */
+	/* Plain: written by the putter before its D1 push, read by the taker
+	 * after its D2 pop (and by a quiescent validate). */
 	uint32_t n;
 	uint32_t off[];             /* (block - fh_base) / 8: 4 bytes a block,
 				     * the state word is found again on take */
@@ -810,7 +831,8 @@ static uint32_t dep_pop(struct fe_depot *d, lfp_atomic_u64 *head)
 		/* Relaxed: D2 made the pusher's link visible; a newer value
 		 * means the head moved, and then the CAS fails (tag). */
 		uint32_t nx = lfp_load32_relaxed(&dep_bundle(d, i)->link);
-		if (lfp_cas64_weak_acquire(head, &old, lfp_head_next(old, nx))) /* D2: pairs with D1 */
+		/* Failure acquire too: the retry reads the new head's link. */
+		if (lfp_cas64_weak_acquire(head, &old, dep_head_next(old, nx))) /* D2: pairs with D1 */
 			return i;
 		lfp_backoff(&spins);
 	}
@@ -824,7 +846,8 @@ static void dep_push(struct fe_depot *d, lfp_atomic_u64 *head, uint32_t i)
 	uint64_t old = lfp_load64_relaxed(head);
 	for (;;) {
 		lfp_store32_relaxed(&b->link, lfp_head_index(old)); /* relaxed: published by D1 */
-		if (lfp_cas64_weak_release(head, &old, lfp_head_next(old, i))) /* D1: pairs with D2 */
+		/* Failure relaxed: the retry only re-links. */
+		if (lfp_cas64_weak_release(head, &old, dep_head_next(old, i))) /* D1: pairs with D2 */
 			return;
 		lfp_backoff(&spins);
 	}
@@ -881,12 +904,14 @@ static uint32_t dep_take(lfp_heap_t *h, uint32_t ci, struct fe_ent *e)
 	return k;
 }
 
-/* Give every bundle of class ci's depot back to the pools (trim). */
+/* Give the bundles of class ci's depot back to the pools (trim): at most
+ * DEP_STACKS of them, so that threads parking meanwhile cannot keep a
+ * trim (or a malloc that runs the automatic trim) going. */
 static void dep_drain(lfp_heap_t *h, uint32_t ci)
 {
 	struct fe_ent e[TC_STACK_MAX];
 	uint32_t k;
-	while ((k = dep_take(h, ci, e)) != 0)
+	for (uint32_t n = 0; n < DEP_STACKS && (k = dep_take(h, ci, e)) != 0; n++)
 		tc_give_back(h, e, k);
 }
 
@@ -1877,6 +1902,71 @@ int lfp_heap_stats(lfp_heap_t *h, lfp_heap_stats_t *out)
 	return lfp_flheap_stats(h->fh, &out->fallback);
 }
 
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* A quiescent class depot: both stacks end within DEP_STACKS steps on
+ * bundles that were handed out, every parked entry is a block start of a
+ * live class-ci pool marked LFPI_HELD, no block is parked twice, and the
+ * count matches. NULL if so, else why not. */
+static const char *dep_validate(lfp_heap_t *h, uint32_t ci)
+{
+	struct fe_depot *d = h->cls[ci].dep;
+	if (d == NULL)
+		return NULL;
+	uint32_t fresh = lfp_load32_relaxed(&d->fresh); /* relaxed: quiescent */
+	if (fresh > DEP_STACKS)
+		fresh = DEP_STACKS;
+	size_t cap = (size_t)fresh * h->cls[ci].tc_cap, got = 0;
+	size_t bytes = (cap * sizeof(uint32_t) + page_size() - 1) & ~(page_size() - 1);
+	uint32_t *all = NULL;
+	if (cap != 0) {
+		void *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (m == MAP_FAILED)
+			return "no memory to validate a class depot";
+		all = m;
+	}
+	const char *w = NULL;
+	uint32_t seen = 0;
+	for (int full = 1; full >= 0 && !w; full--) {
+		/* Acquire as D2: the links after the head, as a pop reads them. */
+		uint32_t i = lfp_head_index(lfp_load64_acquire(full ? &d->full : &d->empty));
+		for (; i != LFP_NIL && !w; seen++) {
+			if (i >= fresh || seen >= fresh) {
+				w = "a class depot's stack has a bad link or a cycle";
+				break;
+			}
+			const struct fe_bundle *b = dep_bundle(d, i);
+			for (uint32_t j = 0; full && j < b->n && !w; j++) {
+				uintptr_t a = h->fh_base + ((uintptr_t)b->off[j] << 3);
+				uint64_t pw = a - h->fh_base < h->fh_len ? lfp_load64_acquire(pm_slot(h, a)) : 0; /* P2 */
+				lfp_atomic_u32 *st = pw != 0 && pm_class(pw) == ci ? block_word(h, ci, pm_pool(pw), a) : NULL;
+				if (b->n > h->cls[ci].tc_cap || got >= cap)
+					w = "a class depot's bundle is too big";
+				else if (st == NULL || lfp_load32_relaxed(st) != LFPI_HELD) /* relaxed: quiescent */
+					w = "a class depot holds a block that is not a held block of its class";
+				else
+					all[got++] = b->off[j];
+			}
+			i = lfp_load32_relaxed(&b->link); /* relaxed: after the acquire above */
+		}
+	}
+	if (!w && got != lfp_load64_relaxed(&d->blocks)) /* relaxed: quiescent */
+		w = "a class depot's block count is off";
+	if (!w && got > 1) {
+		qsort(all, got, sizeof *all, cmp_u32);
+		for (size_t j = 1; j < got && !w; j++)
+			if (all[j] == all[j - 1])
+				w = "a class depot holds a block twice";
+	}
+	if (all != NULL)
+		munmap(all, bytes);
+	return w;
+}
+
 int lfp_heap_validate(lfp_heap_t *h, const char **why)
 {
 	const char *w = NULL;
@@ -1935,6 +2025,8 @@ int lfp_heap_validate(lfp_heap_t *h, const char **why)
 	}
 	if (!w && listed_small != small)
 		w = "the directory holds pools no class lists";
+	for (uint32_t ci = 0; ci < h->nclasses && !w; ci++)
+		w = dep_validate(h, ci);
 	/* Every mapped page belongs to a listed pool: count the map's words. */
 	pthread_mutex_lock(&h->dir_lock);
 	uintptr_t pm_hi = h->pm_hi;

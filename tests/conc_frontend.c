@@ -19,12 +19,19 @@
  * pool is retired, no huge mapping is left and the fallback heap holds no
  * block (conservation: everything allocated was freed exactly once).
  *
- * --bursts: every 128 operations a thread also allocates BURST blocks of
- * one small size and frees them all, so its thread cache fills and spills
- * whole stacks (into the class depot, with --depot) while the other
- * threads do the same: the stamps catch a block handed out twice.
+ * --bursts: every 16 operations a thread also allocates 65-199 blocks of
+ * one 16-byte class and frees them all, shuffled, so its thread cache
+ * fills and spills whole stacks (into the class depot, with --depot) while
+ * the other threads do the same on the same class: the stamps catch a block
+ * handed out twice (a depot pop without its ABA tag does that).
+ *
+ * --preempt US --stall N: stall each worker at a random point every US
+ * microseconds (lfp_test.h), which makes the ABA window of a depot pop
+ * common: the negative control (mk/frontend.mk) cuts the depot's tag to one
+ * bit and must be caught.
  *
  * Usage: conc_frontend [--threads N] [--ops N] [--checked] [--small-pools] [--depot] [--bursts]
+ *                      [--preempt US] [--stall N]
  *                      [--seed S] [--timeout SEC]
  * Exit: 0 pass, 1 violation, 2 usage, 3 watchdog.
  */
@@ -35,7 +42,7 @@
 #define MAX_THREADS 64
 #define HOLD 48       /* blocks a thread keeps at most */
 #define MAILBOX 32    /* blocks in flight to the next thread */
-#define BURST 160     /* --bursts: blocks a burst allocates at once */
+#define BURST 199     /* --bursts: most blocks a burst allocates at once */
 
 struct item {
 	unsigned char *p;
@@ -59,6 +66,7 @@ struct worker {
 	lfpt_barrier_t *start;
 	uint64_t seed;
 	bool bursts;
+	unsigned preempt; /* us between injected stalls; 0: none */
 	uint64_t allocs, frees, handoffs, huge;
 };
 
@@ -101,6 +109,9 @@ static void *worker_main(void *arg)
 	uint64_t seq = 0;
 	struct mailbox *mine = &w->boxes[w->id - 1];
 	struct mailbox *next = &w->boxes[w->id % w->nthreads];
+	timer_t timer;
+	if (w->preempt)
+		lfpt_preempt_start(&timer, w->preempt, w->seed ^ w->id);
 	lfpt_barrier_wait(w->start);
 	for (uint64_t op = 0; op < w->ops && !lfpt_should_stop(); op++) {
 		if ((op & 1023) == 0)
@@ -121,11 +132,11 @@ static void *worker_main(void *arg)
 				release(w, &got[i]);
 			}
 		}
-		if (w->bursts && (op & 127) == 64) {
+		if (w->bursts && (op & 15) == 8) {
 			struct item b[BURST];
-			size_t n = LFPT_STAMP_MIN + 16 * lfpt_rng_below(&r, 4);
-			unsigned nb = 0;
-			for (; nb < BURST; nb++) {
+			const size_t n = LFPT_STAMP_MIN;
+			unsigned nb = 0, want = 65 + (unsigned)lfpt_rng_below(&r, BURST - 64);
+			for (; nb < want; nb++) {
 				b[nb] = (struct item){ .n = n, .owner = w->id, .seq = ++seq };
 				b[nb].p = lfp_heap_malloc(w->h, n);
 				if (!LFPT_CHECK(b[nb].p != NULL, "burst alloc %zu: %s", n, strerror(errno)))
@@ -188,6 +199,8 @@ static void *worker_main(void *arg)
 			release(w, &it);
 		}
 	}
+	if (w->preempt)
+		timer_delete(timer);
 	for (unsigned i = 0; i < nheld; i++)
 		release(w, &held[i]);
 	return NULL;
@@ -220,6 +233,7 @@ int main(int argc, char **argv)
 	uint64_t ops = 100000, timeout = 120;
 	const char *seed_arg = NULL;
 	bool checked = false, small_pools = false, depot = false, bursts = false;
+	uint64_t preempt = 0, stall = 100;
 	for (int i = 1; i < argc; i++) {
 		uint64_t v;
 		if (!strcmp(argv[i], "--threads") && i + 1 < argc && lfpt_parse_u64(argv[i + 1], &v)) {
@@ -240,8 +254,12 @@ int main(int argc, char **argv)
 			depot = true;
 		} else if (!strcmp(argv[i], "--bursts")) {
 			bursts = true;
+		} else if (!strcmp(argv[i], "--preempt") && i + 1 < argc && lfpt_parse_u64(argv[i + 1], &preempt)) {
+			i++;
+		} else if (!strcmp(argv[i], "--stall") && i + 1 < argc && lfpt_parse_u64(argv[i + 1], &stall)) {
+			i++;
 		} else {
-			fprintf(stderr, "usage: %s [--threads N] [--ops N] [--checked] [--small-pools] [--depot] [--bursts] "
+			fprintf(stderr, "usage: %s [--threads N] [--ops N] [--checked] [--small-pools] [--depot] [--bursts] [--preempt US] [--stall N] "
 					"[--seed S] [--timeout SEC]\n", argv[0]);
 			return LFPT_EXIT_USAGE;
 		}
@@ -252,6 +270,10 @@ int main(int argc, char **argv)
 	}
 	uint64_t seed = lfpt_seed_pick(argv[0], seed_arg);
 	lfpt_watchdog_start((unsigned)timeout);
+	if (preempt != 0 && lfpt_preempt_install((unsigned)stall) != 0) {
+		fprintf(stderr, "sigaction: %s\n", strerror(errno));
+		return LFPT_EXIT_USAGE;
+	}
 
 	lfp_heap_config_t hc = { .flags = (checked ? LFP_HEAP_CHECKED : 0u) | (depot ? LFP_HEAP_DEPOT : 0u) };
 	if (small_pools) {
@@ -272,7 +294,8 @@ int main(int argc, char **argv)
 		pthread_mutex_init(&boxes[i].mu, NULL);
 		boxes[i].count = 0;
 		w[i] = (struct worker){ .id = i + 1, .nthreads = nthreads, .ops = ops, .h = h,
-					.boxes = boxes, .start = &start, .seed = seed, .bursts = bursts };
+					.boxes = boxes, .start = &start, .seed = seed, .bursts = bursts,
+					.preempt = (unsigned)preempt };
 	}
 	lfp_init32(&trim_stop, 0);
 	struct trimmer tr = { .h = h };

@@ -116,61 +116,6 @@ static void receive(struct worker *w, unsigned max, bool keep)
 	}
 }
 
-/* ---- preemption injection (--preempt US) -----------------------------------
- * On a machine with few cores the timer preempts a busy thread only a few
- * hundred times a second, so a worker is almost never caught between its
- * pop's head load and its CAS, the window in which a short ABA tag wraps. With
- * --preempt US every worker arms a timer that sends it SIGUSR1 every US
- * microseconds. The handler either gives the CPU away (sched_yield, as a
- * preemption would) or spins for a random 0..--stall pause instructions,
- * while the other workers go on: a stall at a random point. A timer
- * interrupt lands on a random instruction: a debug build that looked at the
- * interrupted instruction pointer saw about 1 stall in 30 land between pop's
- * link load and its CAS. Signals sent by the other workers mostly landed at
- * the target's next system call (under 1 in 300 in the window), and a
- * separate signalling thread starves on two busy cores. Spinning alone lost
- * most of its power when other programs kept the machine busy (the other
- * workers were not running during the stall); yielding does not need them
- * to be. The handler touches no shared state but a statistics counter and
- * makes no pool call (the pool does not promise to be async-signal-safe).
- */
-static _Thread_local uint64_t stall_rng;
-static lfp_atomic_u64 stalls;
-
-static void preempt_timer_start(timer_t *timer)
-{
-	struct sigevent ev;
-	memset(&ev, 0, sizeof ev);
-	ev.sigev_notify = SIGEV_THREAD_ID;
-	ev.sigev_signo = SIGUSR1;
-	ev._sigev_un._tid = (pid_t)syscall(SYS_gettid);
-	struct itimerspec its = { .it_interval = { 0, (long)o.preempt * 1000 },
-				  .it_value = { 0, (long)o.preempt * 1000 } };
-	if (timer_create(CLOCK_MONOTONIC, &ev, timer) != 0 || timer_settime(*timer, 0, &its, NULL) != 0) {
-		fprintf(stderr, "conc_pool: preemption timer: %s\n", strerror(errno));
-		exit(LFPT_EXIT_USAGE);
-	}
-}
-
-static void stall_handler(int sig)
-{
-	int saved = errno;
-	(void)sig;
-	lfp_fetch_add64_relaxed(&stalls, 1); /* relaxed: a count, read after join */
-	stall_rng += UINT64_C(0x9e3779b97f4a7c15);
-	uint64_t r = lfpt_mix64(stall_rng);
-	if (r & 1) {
-		/* Give the CPU away, as a preemption would: the other workers
-		 * run here too, which also works when other programs keep
-		 * the rest of the machine busy. */
-		syscall(SYS_sched_yield);
-	} else {
-		for (uint64_t k = (r >> 1) % ((uint64_t)o.stall + 1); k > 0; k--)
-			lfp_cpu_relax();
-	}
-	errno = saved;
-}
-
 /* Workers that finished their ops; F1 (release increment) publishes a
  * worker's last ring pushes, F2 (acquire load) lets a draining worker see
  * them. Only an optimisation: main drains every ring after join anyway. */
@@ -185,10 +130,9 @@ static void *run_worker(void *arg)
 	const uint64_t max_attempts = o.ops * 64 + 4096;
 	uint64_t ops = 0;
 
-	stall_rng = lfpt_mix64(w->rng.s ^ w->id);
 	timer_t timer;
 	if (o.preempt)
-		preempt_timer_start(&timer);
+		lfpt_preempt_start(&timer, o.preempt, w->rng.s ^ w->id);
 	lfpt_barrier_wait(&start_line);
 	for (uint64_t attempt = 0; ops < o.ops && attempt < max_attempts; attempt++) {
 		if ((attempt & 1023) == 0) {
@@ -370,15 +314,8 @@ int main(int argc, char **argv)
 	blk_align = o.block_align ? o.block_align : alignof(max_align_t);
 	lfpt_owners_init(&owners, o.blocks);
 	lfpt_barrier_init(&start_line, o.threads);
-	if (o.preempt) {
-		struct sigaction sa;
-		memset(&sa, 0, sizeof sa);
-		sa.sa_handler = stall_handler;
-		sa.sa_flags = SA_RESTART;
-		sigemptyset(&sa.sa_mask);
-		if (sigaction(SIGUSR1, &sa, NULL) != 0)
-			return LFPT_EXIT_USAGE;
-	}
+	if (o.preempt && lfpt_preempt_install(o.stall) != 0)
+		return LFPT_EXIT_USAGE;
 
 	struct worker *w = calloc(o.threads, sizeof *w);
 	/* aligned_alloc: struct lfpt_ring is cache-line aligned (sizeof is a multiple). */
@@ -472,7 +409,7 @@ int main(int argc, char **argv)
 	       " hold=%u%s%s%s%s preempt=%u stalls=%" PRIu64 " tag_bits=%d: allocs=%" PRIu64 " frees=%" PRIu64 " empty=%" PRIu64
 	       " handed=%" PRIu64 " violations=%" PRIu64 " -> %s\n",
 	       seed, o.threads, o.ops, o.blocks, o.hold, o.checked ? " checked" : "",
-	       o.stats ? " stats" : "", o.handoff ? " handoff" : "", o.cache ? " cache" : "", o.preempt, lfp_load64_relaxed(&stalls), LFP_TAG_BITS, run_allocs, run_frees,
+	       o.stats ? " stats" : "", o.handoff ? " handoff" : "", o.cache ? " cache" : "", o.preempt, lfpt_stall_count(), LFP_TAG_BITS, run_allocs, run_frees,
 	       empties, sent, bad, bad ? "FAIL" : "PASS");
 	return lfpt_exit_status();
 }

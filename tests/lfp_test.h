@@ -690,4 +690,100 @@ static inline bool lfpt_ring_pop(struct lfpt_ring *r, struct lfpt_msg *m)
 }
 #endif /* LFPT_RING_CAP */
 
+/* ---- preemption injection (--preempt US) -----------------------------------
+ * On a machine with few cores the timer preempts a busy thread only a few
+ * hundred times a second, so a worker is almost never caught between a
+ * pop's head load and its CAS, the window in which a short ABA tag wraps.
+ * lfpt_preempt_install(stall) makes SIGUSR1 stall the thread it hits, and
+ * lfpt_preempt_start(&timer, us, seed) arms, for the calling worker, a timer
+ * that sends it SIGUSR1 every `us` microseconds. The handler either gives
+ * the CPU away (sched_yield, as a preemption would) or spins for a random
+ * 0..stall pause instructions while the other workers go on: a stall at a
+ * random point. A timer interrupt lands on a random instruction: a debug
+ * build that looked at the interrupted instruction pointer saw about 1
+ * stall in 30 land between the core pop's link load and its CAS. Signals
+ * sent by the other workers mostly landed at the target's next system call
+ * (under 1 in 300 in the window), and a separate signalling thread starves
+ * on two busy cores. Spinning alone lost most of its power when other
+ * programs kept the machine busy (the other workers were not running
+ * during the stall); yielding does not need them to be. The handler touches
+ * no shared state but a statistics counter and makes no library call (the
+ * library does not promise to be async-signal-safe).
+ */
+#include <signal.h>
+#include <sys/syscall.h>
+
+struct lfpt_preempt {
+	unsigned stall;       /* longest spin, in pause instructions */
+	lfp_atomic_u64 count; /* stalls so far (relaxed: read after join) */
+};
+
+static inline struct lfpt_preempt *lfpt_preempt_state(void)
+{
+	static struct lfpt_preempt s;
+	return &s;
+}
+
+static inline uint64_t *lfpt_stall_rng(void)
+{
+	static _Thread_local uint64_t r;
+	return &r;
+}
+
+static inline void lfpt_stall_handler(int sig)
+{
+	int saved = errno;
+	struct lfpt_preempt *p = lfpt_preempt_state();
+	(void)sig;
+	lfp_fetch_add64_relaxed(&p->count, 1); /* relaxed: a count, read after join */
+	uint64_t *rng = lfpt_stall_rng();
+	*rng += UINT64_C(0x9e3779b97f4a7c15);
+	uint64_t r = lfpt_mix64(*rng);
+	if (r & 1) {
+		/* Give the CPU away, as a preemption would: the other workers
+		 * run here too, which also works when other programs keep
+		 * the rest of the machine busy. */
+		syscall(SYS_sched_yield);
+	} else {
+		for (uint64_t k = (r >> 1) % ((uint64_t)p->stall + 1); k > 0; k--)
+			lfp_cpu_relax();
+	}
+	errno = saved;
+}
+
+/* Process-wide, before the workers start: 0, or -1 if sigaction failed. */
+static inline int lfpt_preempt_install(unsigned stall)
+{
+	struct sigaction sa;
+	lfpt_preempt_state()->stall = stall;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = lfpt_stall_handler;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	return sigaction(SIGUSR1, &sa, NULL) == 0 ? 0 : -1;
+}
+
+/* In each worker: a timer that stalls this thread every us microseconds
+ * (timer_delete it before the thread ends). Exits with LFPT_EXIT_USAGE if
+ * the timer cannot be made. */
+static inline void lfpt_preempt_start(timer_t *timer, unsigned us, uint64_t seed)
+{
+	struct sigevent ev;
+	*lfpt_stall_rng() = lfpt_mix64(seed);
+	memset(&ev, 0, sizeof ev);
+	ev.sigev_notify = SIGEV_THREAD_ID;
+	ev.sigev_signo = SIGUSR1;
+	ev._sigev_un._tid = (pid_t)syscall(SYS_gettid);
+	struct itimerspec its = { .it_interval = { 0, (long)us * 1000 }, .it_value = { 0, (long)us * 1000 } };
+	if (timer_create(CLOCK_MONOTONIC, &ev, timer) != 0 || timer_settime(*timer, 0, &its, NULL) != 0) {
+		fprintf(stderr, "preemption timer: %s\n", strerror(errno));
+		exit(LFPT_EXIT_USAGE);
+	}
+}
+
+static inline uint64_t lfpt_stall_count(void)
+{
+	return lfp_load64_relaxed(&lfpt_preempt_state()->count); /* relaxed: after join */
+}
+
 #endif /* LFP_TEST_H */

@@ -760,6 +760,38 @@ Test(heap_depot, trim_empties_the_depot_and_retires_the_pools)
 	lfp_heap_destroy(h);
 }
 
+Test(heap_depot, a_full_depot_sends_stacks_back_to_the_pools)
+{
+	/* 20 000 frees of 16-byte blocks through 64-entry stacks: the depot
+	 * takes 256 stacks (all but the first one full), then every further
+	 * stack goes back to its pools; validate walks all 256 bundles. */
+	lfp_heap_t *h = mk(LFP_HEAP_DEPOT);
+	enum { N = 20000 };
+	void **v = calloc(N, sizeof *v);
+	cr_assert_not_null(v);
+	for (int i = 0; i < N; i++)
+		cr_assert_not_null(v[i] = lfp_heap_malloc(h, 16));
+	for (int i = 0; i < N; i++)
+		cr_assert_eq(lfp_heap_free(h, v[(i * 7919) % N]), 0);
+	uint64_t parked = depot_of(h);
+	cr_expect_leq(parked, 256 * 64, "%llu parked", (unsigned long long)parked);
+	cr_expect_geq(parked, 255 * 64, "%llu parked", (unsigned long long)parked);
+	assert_valid(h);
+	for (int i = 0; i < N; i++)
+		cr_assert_not_null(v[i] = lfp_heap_malloc(h, 16));
+	cr_expect_eq(depot_of(h), 0, "a malloc burst this big takes every bundle");
+	for (int i = 0; i < N; i++)
+		cr_assert_eq(lfp_heap_free(h, v[i]), 0);
+	assert_valid(h);
+	cr_assert_eq(lfp_heap_cache_flush(h), 0);
+	struct tc_job t = { .h = h };
+	run_thread(tc_trim, &t);
+	cr_expect_eq(depot_of(h), 0);
+	cr_expect_eq(pools_of(h), 0);
+	free(v);
+	lfp_heap_destroy(h);
+}
+
 Test(heap_depot, without_the_flag_nothing_is_parked)
 {
 	lfp_heap_t *h = mk(0);

@@ -286,10 +286,11 @@ enum {
 	/** A depot per size class where a thread's full cache stack parks
 	 * whole, for any thread's next refill: faster for programs that free
 	 * and allocate in bursts (real-program traces: 1.2x), at the price of
-	 * up to 256 stacks (256 x 4 KiB of blocks, 1 KiB of offsets) per class
-	 * held back from the pools until lfp_heap_trim, and memory that is
-	 * never returned (docs/frontend.md, "The class depot"). Ignored with
-	 * LFP_HEAP_CHECKED (no thread caches). */
+	 * up to 256 stacks per class (256 x 4 KiB of blocks) held back from the
+	 * pools until lfp_heap_trim, and up to 256 x 264 bytes of offsets per
+	 * class that only lfp_heap_destroy returns (docs/frontend.md, "The
+	 * class depot"). If that memory cannot be mapped the heap works
+	 * without depots. Ignored with LFP_HEAP_CHECKED (no thread caches). */
 	LFP_HEAP_DEPOT = 1u << 3,
 };
 
