@@ -250,10 +250,11 @@ static void hempty_push(lfp_pool_t *p, struct lfpi_slot *s, uint32_t m)
 
 /*
  * How many more empty magazines this thread may park at home (park_empty
- * parks m at home, no CAS, while this is not 0, else on the depot). Home empties are the owner's alone and
- * a slot is claimed with two empties from the depot, so a thread that parks
- * every empty at home - then idles, or only allocates, like a handoff's
- * producer - would leave a later thread no slot at all. The share,
+ * parks one there, no CAS, while this is not 0, else on the depot). Home
+ * empties are the owner's alone and a slot is claimed with two empties from
+ * the depot, so a thread that parks every empty at home - then idles, or
+ * only allocates, like a handoff's producer - would leave a later thread no
+ * slot at all. The share,
  * (n_mags - 2) / (claimed + 1) - 2, leaves room for one more claim while the
  * claimed slots do not change; a thread that streams through its own
  * magazines (mt-batch) still finds most of its empties at home.
