@@ -48,11 +48,12 @@
  *                   batch-shuffled; CPU ns of all threads per pair
  * Pools are sized for the live blocks of a scenario plus the caches' hoard:
  * threads x 10k x 1.25 + 8192 blocks; --cache k,slots,depot sets the cache
- * shape (0 = default).
+ * shape (0 = default); --block-align N their block alignment (a block of
+ * its own cache line at N = 64, as DPDK's mempool lays objects out).
  *
  *   lfpool-bench [--scenario LIST] [--size LIST] [--alloc LIST] [--reps N]
  *                [--quick] [--mt-threads N] [--handoff-pairs N]
- *                [--over-threads LIST] [--cache k,slots,depot] [--csv FILE]
+ *                [--over-threads LIST] [--cache k,slots,depot] [--block-align N] [--csv FILE]
  *   lfpool-bench --child SCENARIO SIZE ALLOC [same options]
  *
  * Timing is reported, never asserted; the program exits 1 only if an
@@ -120,6 +121,7 @@ static struct opts {
 	unsigned mt_threads, handoff_pairs;
 	unsigned over[8], n_over;
 	size_t cache_k, cache_slots, cache_depot;
+	size_t block_align; /* lfpool rows: the pools' block_align (0: default) */
 	unsigned child_timeout; /* seconds a child may run (0: no limit) */
 	const char *csv;
 	/* lists to run (driver) */
@@ -485,6 +487,7 @@ static void make_pool(void)
 	lfp_pool_config_t cfg = {
 		.block_size = m.size,
 		.block_count = (size_t)(live + live / 4 + 8192),
+		.block_align = o.block_align,
 		.flags = m.kind == K_LFP_NOCACHE ? LFP_POOL_NO_CACHE : 0u,
 		.cache_size = o.cache_k,
 		.cache_slots = o.cache_slots,
@@ -887,7 +890,7 @@ static void usage(const char *why)
 		"lfpool-bench: %s\n"
 		"usage: lfpool-bench [--scenario LIST] [--size LIST] [--alloc LIST] [--reps N] [--quick]\n"
 		"         [--mt-threads N] [--handoff-pairs N] [--over-threads LIST]\n"
-		"         [--cache k,slots,depot] [--csv FILE] [--child-timeout S (60; 0 = none)]\n"
+		"         [--cache k,slots,depot] [--block-align N] [--csv FILE] [--child-timeout S (60; 0 = none)]\n"
 		"  scenarios: hot batch-lifo batch-shuffled mt-hot mt-batch handoff over (default all)\n"
 		"  allocators: noop glibc jemalloc mimalloc tcmalloc mutex dpdk lfpool-nocache lfpool\n"
 		"              lfpool-inline (default all that are built)\n",
@@ -989,6 +992,8 @@ int main(int argc, char **argv)
 		} else if (!strcmp(a, "--cache")) {
 			if (!v || sscanf(v, "%zu,%zu,%zu", &o.cache_k, &o.cache_slots, &o.cache_depot) != 3)
 				usage("--cache k,slots,depot");
+		} else if (!strcmp(a, "--block-align")) {
+			o.block_align = (size_t)parse_num(v, "--block-align");
 		} else {
 			usage(a);
 		}
