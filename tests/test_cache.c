@@ -43,6 +43,16 @@ static void assert_valid(const lfp_pool_t *p, uint64_t free_expected)
 	cr_assert_eq(lfp_pool_free_count(p), free_expected);
 }
 
+/* Take n blocks (into a[]), then give them back in the same order: the
+ * frees fill this thread's magazines, home stack and batches. */
+static void take_then_give(lfp_pool_t *p, void **a, int n)
+{
+	for (int i = 0; i < n; i++)
+		cr_assert_not_null(a[i] = lfp_pool_alloc(p));
+	for (int i = 0; i < n; i++)
+		cr_assert_eq(lfp_pool_free(p, a[i]), 0);
+}
+
 /* Take every block (one thread), check they are distinct, then the pool is
  * empty (NULL + ENOMEM); give them all back. */
 static void cycle_all(lfp_pool_t *p, size_t n)
@@ -256,10 +266,7 @@ Test(cached, batches_hold_what_magazines_cannot)
 	c.cache_depot = 1;
 	lfp_pool_t *p = make(c);
 	void **all = calloc(3000, sizeof *all);
-	for (int i = 0; i < 3000; i++)
-		cr_assert_not_null(all[i] = lfp_pool_alloc(p));
-	for (int i = 0; i < 3000; i++)
-		cr_assert_eq(lfp_pool_free(p, all[i]), 0);
+	take_then_give(p, all, 3000);
 	lfp_pool_report_t r;
 	cr_assert_eq(lfp_pool_validate(p, &r), 0, "%s", r.error ? r.error : "-");
 	cr_assert_eq(r.free, 3000);
@@ -311,10 +318,7 @@ Test(cached, magazines_of_free_slots_serve_the_running_thread)
 	lfp_pool_t *p = make(c);
 	cr_assert_eq(p->n_mags, 17);
 	void *all[136];
-	for (int i = 0; i < 136; i++)
-		cr_assert_not_null(all[i] = lfp_pool_alloc(p));
-	for (int i = 0; i < 136; i++)
-		cr_assert_eq(lfp_pool_free(p, all[i]), 0);
+	take_then_give(p, all, 136);
 	cr_assert_eq(batched_blocks(p), 0, "%llu blocks went to in-band batches",
 		     (unsigned long long)batched_blocks(p));
 	lfp_pool_report_t r;
@@ -364,10 +368,7 @@ Test(cached, a_claim_when_every_spare_magazine_is_full)
 	c.cache_depot = 1;
 	lfp_pool_t *p = make(c);
 	void *all[200];
-	for (int i = 0; i < 200; i++)
-		cr_assert_not_null(all[i] = lfp_pool_alloc(p));
-	for (int i = 0; i < 200; i++)
-		cr_assert_eq(lfp_pool_free(p, all[i]), 0);
+	take_then_give(p, all, 200);
 	cr_assert_eq(lfp_head_index(lfp_load64_relaxed(&p->depot_empty)), LFP_NIL,
 		     "no spare empty magazine left");
 	pthread_t t;
@@ -417,10 +418,7 @@ Test(cached, exchanges_move_two_magazines_per_cas)
 	c.cache_depot = 8;
 	lfp_pool_t *p = make(c);
 	void *a[48];
-	for (int i = 0; i < 48; i++)
-		cr_assert_not_null(a[i] = lfp_pool_alloc(p));
-	for (int i = 0; i < 48; i++)
-		cr_assert_eq(lfp_pool_free(p, a[i]), 0);
+	take_then_give(p, a, 48);
 	struct lfpi_slot *sl = the_claimed_slot(p);
 	cr_assert_eq(stack_len(p, &sl->home_full), 4, "48 = 16 held + 4 full at home");
 	for (int i = 0; i < 16; i++) /* drain loaded and prev */
@@ -461,10 +459,7 @@ Test(cached, past_the_share_empties_cross_the_depot_two_per_cas)
 	c.cache_depot = 4;
 	lfp_pool_t *p = make(c);
 	void *a[48];
-	for (int i = 0; i < 48; i++)
-		cr_assert_not_null(a[i] = lfp_pool_alloc(p));
-	for (int i = 0; i < 48; i++)
-		cr_assert_eq(lfp_pool_free(p, a[i]), 0);
+	take_then_give(p, a, 48);
 	struct lfpi_slot *sl = the_claimed_slot(p);
 	cr_assert_eq(stack_len(p, &sl->home_full), 4, "48 = 16 held + 4 full at home");
 	cr_assert_eq(stack_len(p, &sl->home_empty), 0, "no room at home");
@@ -580,10 +575,7 @@ Test(cached, an_in_band_batch_lists_its_carriers_in_one_directory)
 	c.cache_depot = 1;
 	lfp_pool_t *p = make(c);
 	void *a[256];
-	for (int i = 0; i < 256; i++)
-		cr_assert_not_null(a[i] = lfp_pool_alloc(p));
-	for (int i = 0; i < 256; i++)
-		cr_assert_eq(lfp_pool_free(p, a[i]), 0);
+	take_then_give(p, a, 256);
 	struct lfpi_slot *sl = the_claimed_slot(p);
 	uint32_t d = lfp_head_index(lfp_load64_relaxed(&sl->home_batch));
 	cr_assert_lt(d, p->count, "a batch was written");

@@ -682,6 +682,25 @@ static void *depot_churn(void *arg)
 	return NULL;
 }
 
+/* malloc n 64-byte blocks into v (each written), and check that no block
+ * was handed out twice. */
+static void malloc_distinct(lfp_heap_t *h, void **v, int n)
+{
+	for (int i = 0; i < n; i++) {
+		cr_assert_not_null(v[i] = lfp_heap_malloc(h, 64));
+		memset(v[i], i & 0xff, 64);
+	}
+	for (int i = 0; i < n; i++)
+		for (int k = 0; k < i; k++)
+			cr_assert_neq(v[i], v[k], "block %d handed out twice", i);
+}
+
+static void free_all(lfp_heap_t *h, void **v, int n)
+{
+	for (int i = 0; i < n; i++)
+		cr_assert_eq(lfp_heap_free(h, v[i]), 0);
+}
+
 Test(heap_depot, a_parked_stack_serves_another_thread)
 {
 	lfp_heap_t *h = mk(LFP_HEAP_DEPOT);
@@ -698,16 +717,9 @@ Test(heap_depot, a_parked_stack_serves_another_thread)
 	/* This thread's first refills take whole stacks from the depot. */
 	enum { N = 300 };
 	void *v[N];
-	for (int i = 0; i < N; i++) {
-		cr_assert_not_null(v[i] = lfp_heap_malloc(h, 64));
-		memset(v[i], i & 0xff, 64);
-	}
+	malloc_distinct(h, v, N);
 	cr_expect_leq(depot_of(h), parked - 256, "refills did not take from the depot");
-	for (int i = 0; i < N; i++)
-		for (int k = 0; k < i; k++)
-			cr_assert_neq(v[i], v[k], "block %d handed out twice", i);
-	for (int i = 0; i < N; i++)
-		cr_assert_eq(lfp_heap_free(h, v[i]), 0);
+	free_all(h, v, N);
 	assert_valid(h);
 	lfp_heap_destroy(h);
 }
@@ -717,10 +729,8 @@ Test(heap_depot, a_parked_block_cannot_be_freed_again)
 	lfp_heap_t *h = mk(LFP_HEAP_DEPOT);
 	enum { N = 400 };
 	void *v[N];
-	for (int i = 0; i < N; i++)
-		cr_assert_not_null(v[i] = lfp_heap_malloc(h, 64));
-	for (int i = 0; i < N; i++)
-		cr_assert_eq(lfp_heap_free(h, v[i]), 0);
+	malloc_distinct(h, v, N);
+	free_all(h, v, N);
 	cr_assert_gt(depot_of(h), 0);
 	/* Every block is in this thread's bins or in the depot: none is live. */
 	for (int i = 0; i < N; i++) {
@@ -733,13 +743,8 @@ Test(heap_depot, a_parked_block_cannot_be_freed_again)
 	}
 	/* ... and each comes back once. */
 	void *w[N];
-	for (int i = 0; i < N; i++)
-		cr_assert_not_null(w[i] = lfp_heap_malloc(h, 64));
-	for (int i = 0; i < N; i++)
-		for (int k = 0; k < i; k++)
-			cr_assert_neq(w[i], w[k], "block %d handed out twice", i);
-	for (int i = 0; i < N; i++)
-		cr_assert_eq(lfp_heap_free(h, w[i]), 0);
+	malloc_distinct(h, w, N);
+	free_all(h, w, N);
 	assert_valid(h);
 	lfp_heap_destroy(h);
 }
