@@ -263,7 +263,12 @@ static uint32_t home_room(const struct lfpi_tc *c)
 {
 	/* the share minus what is parked, minus 2 */
 	const lfp_pool_t *p = c->pool;
-	uint32_t share = (p->n_mags - 2) / (lfp_load32_relaxed(&p->claimed) + 1); /* relaxed: a hint */
+	uint32_t claimed = lfp_load32_relaxed(&p->claimed); /* relaxed: a hint */
+	/* A hint can be off (a reclaim of an owner that died mid-claim); never
+	 * let it divide by zero. */
+	if (claimed > p->cache_slots)
+		claimed = p->cache_slots;
+	uint32_t share = (p->n_mags - 2) / (claimed + 1);
 	return share > c->n_hempty + 2 ? share - c->n_hempty - 2 : 0;
 }
 
@@ -1635,7 +1640,12 @@ int lfpi_cache_reclaim_slot(lfp_pool_t *p, uint32_t s)
 	if (lfp_load64_acquire(&sl->owner) == 0)
 		return -EINVAL;
 	slot_drain(p, sl, true, false);
-	lfp_fetch_sub32_relaxed(&p->claimed, 1); /* relaxed: a hint */
+	/* An owner that died between its owner CAS and its count (or between
+	 * its count and its release) was never counted, or no longer is: do
+	 * not take the hint below zero. Relaxed: a hint. */
+	uint32_t n = lfp_load32_relaxed(&p->claimed);
+	while (n != 0 && !lfp_cas32_relaxed(&p->claimed, &n, n - 1))
+		;
 	lfp_store64_release(&sl->owner, 0); /* K8: pairs with K7 */
 	return 0;
 }

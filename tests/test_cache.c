@@ -1044,6 +1044,27 @@ Test(recovery, reclaim_a_dead_threads_slot)
 	lfp_pool_destroy(p);
 }
 
+Test(recovery, reclaiming_owners_that_died_mid_claim_keeps_the_claim_count)
+{
+	/* Two owners that won their slot's owner CAS and died before they
+	 * counted themselves in `claimed`. Reclaiming both must not take the
+	 * count below zero: wrapped, the next claim makes it UINT32_MAX and
+	 * home_room divides by claimed + 1 = 0 (SIGFPE). */
+	lfp_pool_t *p = make(cfg(64, 4096));
+	cr_assert_geq(p->cache_slots, 2);
+	cr_assert_eq(lfp_load32_relaxed(&p->claimed), 0);
+	for (uint32_t s = 0; s < 2; s++)
+		lfp_store64_release(&lfpi_slot_at(p, s)->owner, UINT64_C(0xdead) + s); /* K8-like */
+	for (uint32_t s = 0; s < 2; s++)
+		cr_assert_eq(lfpi_cache_reclaim_slot(p, s), 0);
+	cr_assert_eq(lfp_load32_relaxed(&p->claimed), 0, "claimed went below zero: %u",
+		     lfp_load32_relaxed(&p->claimed));
+	assert_valid(p, 4096);
+	cycle_all(p, 4096); /* this thread claims a slot and parks empties */
+	assert_valid(p, 4096);
+	lfp_pool_destroy(p);
+}
+
 Test(recovery, a_slot_naming_one_magazine_twice_is_drained_once)
 {
 	/* An owner that dies inside a swap or an install leaves its slot
