@@ -1883,9 +1883,12 @@ int lfp_heap_stats(lfp_heap_t *h, lfp_heap_stats_t *out)
 {
 	if (!heap_live(h) || out == NULL)
 		return -EINVAL;
-	/* Relaxed loads: independent snapshots. */
-	uint64_t added = lfp_load64_relaxed(&h->pools_added);
+	/* Relaxed loads: independent snapshots. Retired first: a pool is
+	 * added before it is retired, so pools never reads below zero. */
 	uint64_t retired = lfp_load64_relaxed(&h->pools_retired);
+	uint64_t added = lfp_load64_relaxed(&h->pools_added); /* relaxed: as above */
+	if (added < retired)
+		added = retired;
 	*out = (lfp_heap_stats_t){
 		.classes = h->nclasses,
 		.pools = added - retired,
