@@ -81,6 +81,8 @@ static inline void lfp_store64_release(lfp_atomic_u64 *p, uint64_t v)
 static inline void lfp_init64(lfp_atomic_u64 *p, uint64_t v) { atomic_init(p, v); }
 static inline uint64_t lfp_fetch_add64_relaxed(lfp_atomic_u64 *p, uint64_t v)
 { return atomic_fetch_add_explicit(p, v, memory_order_relaxed); }
+static inline uint64_t lfp_fetch_add64_release(lfp_atomic_u64 *p, uint64_t v)
+{ return atomic_fetch_add_explicit(p, v, memory_order_release); }
 static inline uint64_t lfp_fetch_sub64_relaxed(lfp_atomic_u64 *p, uint64_t v)
 { return atomic_fetch_sub_explicit(p, v, memory_order_relaxed); }
 static inline uint64_t lfp_xchg64_acq_rel(lfp_atomic_u64 *p, uint64_t v)

@@ -22,6 +22,9 @@
 #                        carry a 1-bit ABA tag (-DLFPI_DEPOT_TAG_BITS=1) must
 #                        report a violation; the same run against the real
 #                        32-bit tag must pass
+#   test-negative-owned  expected failure: conc_frontend --owned against a
+#                        library whose remote frees take the owner's path
+#                        (-DLFPI_OWN_PLANTED_RACE) must report a violation
 #   test-replay          every trace replayed once with full checks on the
 #                        simulated heap and the front end (skips cleanly
 #                        without ../shared/traces)
@@ -36,7 +39,7 @@ LIB_SRCS += pool/heap.c pool/frontend.c
 LIB_PKGS += liburcu-bp
 
 TEST_STEPS += test-heap test-frontend test-conc-frontend test-tsan-frontend \
-              test-asan-frontend test-negative-depot test-replay
+              test-asan-frontend test-negative-depot test-negative-owned test-replay
 
 FE_DIR     = $(BUILD)/tests
 FE_DEPS    = tests/lfp_test.h $(wildcard include/*.h include/lfpool/*.h pool/*.h atomics/*.h)
@@ -51,7 +54,7 @@ FE_TRACES  ?= $(abspath $(CURDIR)/../shared/traces)
 REPLAY_ARGS ?=
 REPLAY      = $(BUILD)/lfpool-replay
 
-.PHONY: replay replay-bin bench-frontend negd-build test-negative-depot
+.PHONY: replay replay-bin bench-frontend negd-build test-negative-depot nego-build test-negative-owned
 
 # make bench also measures the front end's class fast path against the
 # pool's own (lfpool-replay --micro: hot pair and batch-shuffled, 16/64/256 B).
@@ -107,7 +110,9 @@ FE_CONC_CONFIGS = \
   "--threads 8 --ops $(FE_CONC_OPS) --checked" \
   "--threads 3 --ops $(FE_CONC_OPS) --small-pools" \
   "--threads 6 --ops $(FE_CONC_OPS) --depot --bursts" \
-  "--threads 3 --ops $(FE_CONC_OPS) --small-pools --depot --bursts"
+  "--threads 3 --ops $(FE_CONC_OPS) --small-pools --depot --bursts" \
+  "--threads 6 --ops $(FE_CONC_OPS) --owned --bursts" \
+  "--threads 3 --ops $(FE_CONC_OPS) --small-pools --owned"
 
 test-conc-frontend: $(FE_DIR)/conc_frontend
 	@set -u; fails=0; for cfg in $(FE_CONC_CONFIGS); do \
@@ -146,6 +151,36 @@ test-negative-depot: $(FE_DIR)/conc_frontend negd-build
 	  *) echo "test-negative-depot: PASS - the 1-bit depot tag was caught on try $$try (exit $$rc; expected failure)"; exit 0 ;; \
 	  esac; \
 	done; echo "test-negative-depot: FAIL - $(NEGD_TRIES) runs of a 1-bit depot tag passed"; exit 1
+
+# Owned mode's negative control: a build where every free of an owned
+# pool's block takes the owner's path (-DLFPI_OWN_PLANTED_RACE), so a remote
+# free races the owner's plain list updates. NEGO_CONFIG caught it in 5 of 5
+# runs here (stamp violations: a block handed out twice, a usable size that
+# changed under its holder; or a crash); up to NEGO_TRIES seeds, and the
+# step passes at the first run that fails. The same config against the real
+# code is one of FE_CONC_CONFIGS (test-conc-frontend).
+NEGO_TRIES  ?= 10
+NEGO_CONFIG ?= --threads 4 --ops 200000 --owned --timeout 30
+NEGO_BUILD   = $(BUILD)/negative-owned
+NEGO_PROG    = $(NEGO_BUILD)/tests/conc_frontend
+
+nego-build:
+	@$(MAKE) --no-print-directory BUILD=$(NEGO_BUILD) \
+	  EXTRA_CFLAGS="$(EXTRA_CFLAGS) -DLFPI_OWN_PLANTED_RACE" $(NEGO_PROG)
+
+test-negative-owned: $(FE_DIR)/conc_frontend nego-build
+	@echo "+ control: the same config against the real code must pass"
+	$(FE_DIR)/conc_frontend $(NEGO_CONFIG)
+	@echo "+ negative: remote frees on the owner's path must be caught (up to $(NEGO_TRIES) seeds)"
+	@for try in $$(seq 1 $(NEGO_TRIES)); do \
+	  $(NEGO_PROG) $(NEGO_CONFIG) > $(NEGO_BUILD)/last.log 2>&1; rc=$$?; \
+	  { head -n 3 $(NEGO_BUILD)/last.log; tail -n 1 $(NEGO_BUILD)/last.log; } | sed 's/^/    expected> /'; \
+	  case $$rc in \
+	  0) echo "test-negative-owned: try $$try not caught" ;; \
+	  2) echo "test-negative-owned: FAIL - usage error"; exit 1 ;; \
+	  *) echo "test-negative-owned: PASS - the planted race was caught on try $$try (exit $$rc; expected failure)"; exit 0 ;; \
+	  esac; \
+	done; echo "test-negative-owned: FAIL - $(NEGO_TRIES) runs with the planted race passed"; exit 1
 
 test-tsan-frontend:
 	@$(MAKE) --no-print-directory BUILD=$(BUILD)/tsan SAN=tsan test-conc-frontend

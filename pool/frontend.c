@@ -62,6 +62,7 @@
  *   D1  release CAS of a class-depot push (LFP_HEAP_DEPOT); pairs with D2.
  *   D2  acquire load / CAS of a depot pop: the bundle's offsets and count.
  *   D3  relaxed load / fetch_add of a depot's never-used bundle count.
+ *   O1-O7  owned pools (LFP_HEAP_OWNED): at own_none below.
  *   Relaxed: the allocation hint and the statistics counters (hints and
  *   counts order nothing).
  * The RCU grace periods order every reader's accesses before the
@@ -105,8 +106,10 @@ _Static_assert(sizeof(uintptr_t) == sizeof(uint64_t), "pointers are stored in 64
 /* Slow paths stay out of line, so the fast paths need no stack frame. */
 #if defined(__GNUC__) || defined(__clang__)
 #define FE_NOINLINE __attribute__((noinline))
+#define FE_INLINE __attribute__((always_inline)) inline
 #else
 #define FE_NOINLINE
+#define FE_INLINE inline
 #endif
 
 /* ---- RCU helpers ----------------------------------------------------------- */
@@ -576,6 +579,7 @@ static int class_grow(lfp_heap_t *h, struct cls *c, uint32_t ci)
 		(void)lfp_flheap_free(h->fh, mem);
 		return -ENOMEM;
 	}
+	lfp_init32(&pool->own_lhead, LFP_NIL); /* owned mode: no owner, no own list */
 	pthread_mutex_lock(&h->dir_lock);
 	int rc = pool_publish(h, pool, ci, rsize);
 	pthread_mutex_unlock(&h->dir_lock);
@@ -602,6 +606,7 @@ static int class_grow(lfp_heap_t *h, struct cls *c, uint32_t ci)
 }
 
 static int trim_class(lfp_heap_t *h, struct cls *c);
+static void own_before_trim(lfp_heap_t *h, uint32_t growing);
 
 /*
  * Every AUTO_TRIM_EVERY pool additions, retire the completely free pools of
@@ -616,6 +621,7 @@ static void auto_trim(lfp_heap_t *h, uint32_t growing)
 	if (pthread_mutex_trylock(&h->trim_lock) != 0)
 		return;
 	lfp_store64_relaxed(&h->grows_since_trim, 0); /* relaxed: under trim_lock */
+	own_before_trim(h, growing);
 	for (uint32_t i = 0; i < h->nclasses; i++)
 		if (i != growing)
 			(void)trim_class(h, &h->cls[i]);
@@ -689,13 +695,26 @@ struct fe_bin {
 	uint32_t fill;       /* blocks the next refill asks for: starts small,
 			      * doubles with each refill up to cap */
 };
+/* A class's current pool in owned mode (LFP_HEAP_OWNED; see own_none). */
+struct own_slot {
+	lfp_pool_t *pool;       /* &own_none: none */
+	lfp_atomic_u32 *next;   /* its next[] */
+	char *blocks;           /* its block 0 */
+	uint32_t stride, count; /* count 0: none */
+};
+_Static_assert(sizeof(struct own_slot) <= sizeof(struct fe_bin), "owned mode adds no TLS");
 struct fe_tc {
 	uint64_t id;         /* the heap whose blocks the bins hold; 0: none */
 	lfp_heap_t *heap;    /* that heap, while it is on the live list */
-	struct fe_ent *store; /* every bin's stacks (mmap), store_bytes */
+	struct fe_ent *store; /* every bin's stacks (mmap), store_bytes; owned
+			       * mode: the ready lists */
 	size_t store_bytes;
+	uint64_t tid;        /* owned mode: this thread's tag in own_tid */
 	bool armed;          /* the exit destructor will run */
-	struct fe_bin bin[LFP_HEAP_MAX_CLASSES];
+	union {
+		struct fe_bin bin[LFP_HEAP_MAX_CLASSES];
+		struct own_slot own[LFP_HEAP_MAX_CLASSES]; /* LFP_HEAP_OWNED */
+	};
 };
 /* initial-exec: a fixed offset from the thread pointer, no __tls_get_addr
  * call from the shared library (it needs ~1 KiB of static TLS). */
@@ -932,7 +951,8 @@ static void dep_create(lfp_heap_t *h)
 	for (uint32_t ci = 0; ci < h->nclasses; ci++)
 		if (h->cls[ci].tc_cap != 0)
 			total += DEP_STACKS * dep_bundle_bytes(&h->cls[ci]);
-	if (!(h->flags & LFP_HEAP_DEPOT) || total == heads || (h->fh_len >> 3) > UINT32_MAX)
+	if (!(h->flags & LFP_HEAP_DEPOT) || (h->flags & LFP_HEAP_OWNED) || total == heads ||
+	    (h->fh_len >> 3) > UINT32_MAX)
 		return;
 	total = (total + page_size() - 1) & ~(page_size() - 1);
 	int saved = errno; /* no depot is no error: the bins work without */
@@ -975,9 +995,16 @@ static FE_NOINLINE void tc_spill(lfp_heap_t *h, struct fe_bin *b, uint32_t ci)
 	b->fn = 0;
 }
 
-/* Give every block of this thread's bins back to h (the bins' heap). */
-static void tc_give_back_all(const lfp_heap_t *h)
+static void own_disown_all(lfp_heap_t *h);
+
+/* Give every block of this thread's bins back to h (the bins' heap); in
+ * owned mode, give up every pool this thread owns. */
+static void tc_give_back_all(lfp_heap_t *h)
 {
+	if (h->flags & LFP_HEAP_OWNED) {
+		own_disown_all(h);
+		return;
+	}
 	for (uint32_t ci = 0; ci < h->nclasses; ci++) {
 		struct fe_bin *b = &tc.bin[ci];
 		tc_give_back(h, b->av, b->an);
@@ -1022,6 +1049,361 @@ static void tc_exit(void *arg)
 	tc.store_bytes = 0;
 }
 
+static bool tc_attach(lfp_heap_t *h);
+static FE_NOINLINE void *malloc_big(lfp_heap_t *h, size_t n);
+static inline lfp_atomic_u32 *block_word(const lfp_heap_t *h, uint32_t ci, const lfp_pool_t *pool,
+					 uintptr_t a);
+/* Thread tags of owned mode (tc.tid): unique, never 0. */
+static lfp_atomic_u64 own_tags;
+
+/*
+ * Owned pools (LFP_HEAP_OWNED; docs/frontend.md, "Owned pools"). Instead of
+ * bins in front of shared pools, a thread owns class pools: it alone
+ * allocates from them, and it frees their blocks onto the pool's own list
+ * (own_lhead, linked through next[] like the shared stack) with no atomic
+ * read-modify-write. A free by any other thread goes onto the pool's shared
+ * stack with one CAS (R1) and is counted in own_rfreed (O3); the owner takes
+ * that whole stack with one CAS when its own list runs dry (O6). Nothing is
+ * ever walked: a fresh pool's stack is taken whole, and blocks leave a list
+ * one malloc at a time (the link a malloc reads lies on the state word's
+ * line, which it writes anyway).
+ *
+ * Per thread and class one current pool (struct own_slot in tc.own[]); an
+ * owned pool that gets frees while another is current goes on a short
+ * ready list (tc.store, OWN_READY per class); a miss that finds neither
+ * scans the class's pools for its own with free blocks, then claims an
+ * unowned one (CAS of own_tid 0 -> tc.tid, O1), then grows the class.
+ *
+ * The exact double-free check is the bins': a block's state word reads
+ * LFPI_ALLOC only while the program holds it; on either list it is a link.
+ *
+ * A thread gives up its pools (disown: its own list goes onto the shared
+ * stack, one chain push after a walk to the list's end, then a release
+ * store of own_tid = 0, O2) when it exits, moves to another heap, or calls
+ * lfp_heap_cache_flush / lfp_heap_trim; before an automatic trim it gives
+ * up those that are completely free. Only unowned pools are retired
+ * (trim_class), so no thread's tc.own or ready list names a retired pool.
+ * Completely free: own_live - own_rfreed == 0, counted, not walked.
+ *
+ * O1 acquire CAS claiming a pool: the last owner's words (own_lhead,
+ *    own_live, next[]); pairs with O2.
+ * O2 release store of own_tid = 0 (disown), after the own list went onto
+ *    the shared stack; pairs with O1 and O5.
+ * O3 release fetch_add of own_rfreed, a remote free's last touch of the
+ *    pool (after its push); pairs with O4.
+ * O4 acquire load of own_rfreed (own_in_use): every free it counts is done
+ *    with the pool; pairs with O3.
+ * O5 acquire load of own_tid by trim and validate; pairs with O2.
+ * O6 acquire CAS taking the shared stack whole; pairs with R1.
+ * O7 relaxed own_lhead, own_live, own_ready and own_tid == tc.tid: written
+ *    by the owner only, handed to the next owner by O2/O1 (a thread reads
+ *    its own tag there exactly: only it writes it in or out).
+ */
+#define OWN_READY 8u
+
+/* tc.own[ci].pool of a class with no current pool: its count of 0 sends
+ * every malloc to own_miss. Never written. */
+static lfp_pool_t own_none;
+
+static void own_install(struct own_slot *o, lfp_pool_t *pool)
+{
+	o->pool = pool;
+	o->next = lfpi_next(pool);
+	o->blocks = lfpi_blocks(pool);
+	o->stride = (uint32_t)pool->stride;
+	o->count = (uint32_t)pool->count;
+}
+
+static void own_uninstall(struct own_slot *o)
+{
+	o->pool = &own_none;
+	o->count = 0;
+}
+
+/* This thread's ready list of class ci, and its length (tc.store). */
+static lfp_pool_t **own_ready_list(uint32_t ci)
+{
+	return (lfp_pool_t **)(void *)tc.store + (size_t)ci * OWN_READY;
+}
+static uint32_t *own_ready_len(const lfp_heap_t *h, uint32_t ci)
+{
+	return (uint32_t *)(void *)((lfp_pool_t **)(void *)tc.store +
+				    (size_t)h->nclasses * OWN_READY) + ci;
+}
+
+static size_t own_store_bytes(const lfp_heap_t *h)
+{
+	return (size_t)h->nclasses * (OWN_READY * sizeof(lfp_pool_t *) + sizeof(uint32_t));
+}
+
+/* Blocks of pool the program holds (owned mode); O4. */
+static uint64_t own_in_use(const lfp_pool_t *pool)
+{
+	uint64_t freed = lfp_load64_acquire(&pool->own_rfreed); /* O4: pairs with O3 */
+	return lfp_load64_relaxed(&pool->own_live) - freed;     /* O7 */
+}
+
+/* The owner takes pool's shared stack whole as its own list (which is
+ * empty); false if the stack was empty. */
+static bool own_take_shared(lfp_pool_t *pool)
+{
+	unsigned spins = 0;
+	uint64_t old = lfp_load64_acquire(&pool->head); /* O6: pairs with R1 */
+	for (;;) {
+		uint32_t i = lfp_head_index(old);
+		if (i == LFP_NIL)
+			return false;
+		if (lfp_cas64_weak_acquire(&pool->head, &old, lfp_head_next(old, LFP_NIL))) { /* O6 */
+			lfp_store32_relaxed(&pool->own_lhead, i); /* O7 */
+			return true;
+		}
+		lfp_backoff(&spins);
+	}
+}
+
+/* Free blocks of an owned pool: on its own list or its shared stack. */
+static bool own_has_free(const lfp_pool_t *pool)
+{
+	return lfp_load32_relaxed(&pool->own_lhead) != LFP_NIL ||           /* O7 */
+	       lfp_head_index(lfp_load64_relaxed(&pool->head)) != LFP_NIL; /* relaxed: a hint;
+									      * O6 takes it */
+}
+
+/* Give up pool (this thread's, class ci): its own list goes onto the
+ * shared stack, then own_tid = 0 (O2). The caller keeps it from
+ * retirement (a read section or a block it holds). */
+static void own_disown(const lfp_heap_t *h, lfp_pool_t *pool, uint32_t ci)
+{
+	lfp_atomic_u32 *next = lfpi_next(pool);
+	uint32_t first = lfp_load32_relaxed(&pool->own_lhead); /* O7 */
+	if (first < pool->count) {
+		/* Walk to the list's end (at most count steps; a bad link
+		 * ends the list there: what is past it stays lost). */
+		uint32_t last = first;
+		for (uint64_t n = 1;; n++) {
+			uint32_t x = lfp_load32_relaxed(&next[last]); /* O7: our list */
+			if (x == LFP_NIL)
+				break;
+			if (x >= pool->count || n >= pool->count) {
+				lfp_store32_relaxed(&next[last], LFP_NIL); /* O7 */
+				break;
+			}
+			last = x;
+		}
+		lfpi_stack_push_chain(pool, first, last); /* R1 */
+	}
+	lfp_store32_relaxed(&pool->own_lhead, LFP_NIL); /* O7 */
+	if (tc.own[ci].pool == pool)
+		own_uninstall(&tc.own[ci]);
+	if (lfp_load32_relaxed(&pool->own_ready) != 0) { /* O7 */
+		lfp_pool_t **r = own_ready_list(ci);
+		uint32_t *n = own_ready_len(h, ci);
+		for (uint32_t k = 0; k < *n; k++)
+			if (r[k] == pool)
+				r[k--] = r[--*n];
+		lfp_store32_relaxed(&pool->own_ready, 0); /* O7 */
+	}
+	lfp_store64_release(&pool->own_tid, 0); /* O2: pairs with O1/O5 */
+}
+
+/* Give up this thread's pools of h (every one, or only the completely
+ * free ones of classes other than `except`). h is this thread's heap. */
+static void own_disown_some(lfp_heap_t *h, bool only_free, uint32_t except)
+{
+	for (uint32_t ci = 0; ci < h->nclasses; ci++) {
+		if (ci == except)
+			continue;
+		rcu_lock();
+		const struct poolset *s = ptr_load_acquire(&h->cls[ci].pools); /* F2: pairs with F1 */
+		for (uint32_t k = 0; s != NULL && k < s->n; k++) {
+			lfp_pool_t *pool = s->pool[k];
+			if (lfp_load64_relaxed(&pool->own_tid) == tc.tid && /* O7 */
+			    (!only_free || own_in_use(pool) == 0))
+				own_disown(h, pool, ci);
+		}
+		rcu_unlock();
+	}
+}
+
+static void own_disown_all(lfp_heap_t *h)
+{
+	own_disown_some(h, false, UINT32_MAX);
+	for (uint32_t ci = 0; ci < h->nclasses; ci++) {
+		own_uninstall(&tc.own[ci]);
+		*own_ready_len(h, ci) = 0;
+	}
+}
+
+/* A local free made pool's own list non-empty while another pool is
+ * current: remember it (if the list has room; a miss's scan finds the
+ * rest). */
+static FE_NOINLINE void own_ready_add(lfp_heap_t *h, uint32_t ci, lfp_pool_t *pool)
+{
+	uint32_t *n = own_ready_len(h, ci);
+	if (*n < OWN_READY && lfp_load32_relaxed(&pool->own_ready) == 0) { /* O7 */
+		own_ready_list(ci)[(*n)++] = pool;
+		lfp_store32_relaxed(&pool->own_ready, 1); /* O7 */
+	}
+}
+
+/* Make a pool with free blocks current for class ci: from the ready list,
+ * then this thread's other pools, then an unowned one (claimed, O1).
+ * false if there is none. */
+static bool own_find(lfp_heap_t *h, uint32_t ci)
+{
+	struct own_slot *o = &tc.own[ci];
+	lfp_pool_t **r = own_ready_list(ci);
+	uint32_t *n = own_ready_len(h, ci);
+	while (*n != 0) {
+		lfp_pool_t *pool = r[--*n];
+		lfp_store32_relaxed(&pool->own_ready, 0); /* O7 */
+		if (pool != o->pool && own_has_free(pool)) {
+			own_install(o, pool);
+			return true;
+		}
+	}
+	lfp_pool_t *got = NULL;
+	rcu_lock();
+	const struct poolset *s = ptr_load_acquire(&h->cls[ci].pools); /* F2: pairs with F1 */
+	for (uint32_t k = 0; s != NULL && k < s->n && got == NULL; k++) {
+		lfp_pool_t *pool = s->pool[k];
+		if (pool != o->pool && lfp_load64_relaxed(&pool->own_tid) == tc.tid && /* O7 */
+		    own_has_free(pool))
+			got = pool;
+	}
+	for (uint32_t k = 0; s != NULL && k < s->n && got == NULL; k++) {
+		lfp_pool_t *pool = s->pool[k];
+		uint64_t none = 0;
+		/* Relaxed pre-checks: hints; the CAS decides. A claimed pool
+		 * whose stack another owner emptied meanwhile stays ours,
+		 * empty: our next miss moves on. */
+		if (lfp_load64_relaxed(&pool->own_tid) == 0 &&
+		    lfp_head_index(lfp_load64_relaxed(&pool->head)) != LFP_NIL &&
+		    lfp_cas64_acquire(&pool->own_tid, &none, tc.tid)) /* O1: pairs with O2 */
+			got = pool;
+	}
+	/* A pool we own is never retired: it outlives the read section. */
+	rcu_unlock();
+	if (got == NULL)
+		return false;
+	own_install(o, got);
+	return true;
+}
+
+/* malloc's miss in owned mode: the current pool's own list is empty (or
+ * there is none, or this thread is not attached to h). */
+static FE_NOINLINE void *own_miss(lfp_heap_t *h, uint32_t ci)
+{
+	if (tc.id != h->id && !tc_attach(h)) {
+		errno = ENOMEM; /* no thread state: nowhere to own pools from */
+		return NULL;
+	}
+	struct own_slot *o = &tc.own[ci];
+	int saved = errno;
+	for (;;) {
+		lfp_pool_t *pool = o->pool;
+		if (pool != &own_none) {
+			uint32_t i = lfp_load32_relaxed(&pool->own_lhead); /* O7 */
+			if (i < o->count)
+				break;
+			if (i != LFP_NIL)
+				lfp_store32_relaxed(&pool->own_lhead, LFP_NIL); /* O7: a bad link:
+										 * drop the list */
+			if (own_take_shared(pool))
+				break;
+			own_uninstall(o); /* used up; its frees will make it ready */
+		}
+		if (own_find(h, ci))
+			continue;
+		struct cls *c = &h->cls[ci];
+		pthread_mutex_lock(&c->grow_lock);
+		int rc = class_grow(h, c, ci);
+		pthread_mutex_unlock(&c->grow_lock);
+		auto_trim(h, ci);
+		if (rc != 0) {
+			errno = ENOMEM;
+			return NULL;
+		}
+	}
+	errno = saved;
+	lfp_pool_t *pool = o->pool;
+	uint32_t i = lfp_load32_relaxed(&pool->own_lhead); /* O7 */
+	lfp_atomic_u32 *st = &o->next[i];
+	lfp_store32_relaxed(&pool->own_lhead, lfp_load32_relaxed(st)); /* O7 */
+	lfp_store32_relaxed(st, LFPI_ALLOC); /* K2: the caller's now */
+	lfp_store64_relaxed(&pool->own_live, lfp_load64_relaxed(&pool->own_live) + 1); /* O7 */
+	return o->blocks + (size_t)i * o->stride;
+}
+
+static FE_INLINE void *own_malloc(lfp_heap_t *h, size_t n)
+{
+	if (lfpi_likely(n <= h->max_class)) {
+		uint32_t ci = class_index(h, n); /* 0 maps to the first class */
+		if (lfpi_likely(tc.id == h->id)) {
+			struct own_slot *o = &tc.own[ci];
+			lfp_pool_t *pool = o->pool;
+			uint32_t i = lfp_load32_relaxed(&pool->own_lhead); /* O7 */
+			/* One test for an empty list (LFP_NIL), no current pool
+			 * (count 0) and a bad link. */
+			if (lfpi_likely(i < o->count)) {
+				lfp_atomic_u32 *st = &o->next[i];
+				lfp_store32_relaxed(&pool->own_lhead, lfp_load32_relaxed(st)); /* O7 */
+				lfp_store32_relaxed(st, LFPI_ALLOC); /* K2: the caller's now */
+				lfp_store64_relaxed(&pool->own_live,
+						    lfp_load64_relaxed(&pool->own_live) + 1); /* O7 */
+				return o->blocks + (size_t)i * o->stride;
+			}
+		}
+		return own_miss(h, ci);
+	}
+	return malloc_big(h, n);
+}
+
+/*
+ * Free block start p of pool (class ci, by the page map or the directory)
+ * in owned mode. 0; -EINVAL if p is not a block start of a live class-ci
+ * pool; -EALREADY if the block is not allocated. Concurrency: any thread;
+ * the same block must not be freed by two threads at once. No read section
+ * needed: the block, allocated, keeps its pool from retirement until the
+ * free is done (a remote free's last touch is O3).
+ */
+static FE_INLINE int own_put(lfp_heap_t *h, uint32_t ci, lfp_pool_t *pool, void *p)
+{
+	lfp_atomic_u32 *st = block_word(h, ci, pool, (uintptr_t)p);
+	if (lfpi_unlikely(st == NULL))
+		return -EINVAL;
+	if (lfpi_unlikely(lfp_load32_relaxed(st) != LFPI_ALLOC)) /* K2: the holder's mark */
+		return -EALREADY;
+	uint32_t i = (uint32_t)(st - lfpi_next(pool));
+#ifdef LFPI_OWN_PLANTED_RACE
+	/* Negative control only (mk/frontend.mk, test-negative-owned): every
+	 * free takes the owner's path, so another thread's free races the
+	 * owner's plain list updates. conc_frontend --owned must catch it. */
+	if (lfp_load64_relaxed(&pool->own_tid) != 0) { /* O7 */
+#else
+	if (lfpi_likely(tc.id == h->id && lfp_load64_relaxed(&pool->own_tid) == tc.tid)) { /* O7 */
+#endif
+		lfp_store32_relaxed(st, lfp_load32_relaxed(&pool->own_lhead)); /* O7 */
+		lfp_store32_relaxed(&pool->own_lhead, i);                       /* O7 */
+		lfp_store64_relaxed(&pool->own_live, lfp_load64_relaxed(&pool->own_live) - 1); /* O7 */
+		if (lfpi_unlikely(pool != tc.own[ci].pool))
+			own_ready_add(h, ci, pool);
+		return 0;
+	}
+	lfpi_stack_push(pool, i); /* R1 */
+	lfp_fetch_add64_release(&pool->own_rfreed, 1); /* O3: pairs with O4; our last touch */
+	return 0;
+}
+
+/* Before an automatic trim: a thread in owned mode gives up its completely
+ * free pools of the other classes, so that the trim can retire them (their
+ * memory then serves any class). */
+static void own_before_trim(lfp_heap_t *h, uint32_t growing)
+{
+	if ((h->flags & LFP_HEAP_OWNED) && tc.id == h->id)
+		own_disown_some(h, true, growing);
+}
+
 /* Make the bins h's (the old heap's blocks go back first). false: no bins
  * for now (no memory, no destructor, or a checked heap). */
 static bool tc_attach(lfp_heap_t *h)
@@ -1036,8 +1418,11 @@ static bool tc_attach(lfp_heap_t *h)
 		tc.armed = true;
 	}
 	size_t need = 0;
-	for (uint32_t ci = 0; ci < h->nclasses; ci++)
+	bool owned = h->flags & LFP_HEAP_OWNED;
+	for (uint32_t ci = 0; ci < h->nclasses && !owned; ci++)
 		need += 2 * (size_t)h->cls[ci].tc_cap * sizeof(struct fe_ent);
+	if (owned)
+		need = own_store_bytes(h);
 	need = (need + page_size() - 1) & ~(page_size() - 1);
 	if (tc.store_bytes < need) {
 		if (tc.store != NULL)
@@ -1049,6 +1434,17 @@ static bool tc_attach(lfp_heap_t *h)
 		tc.store_bytes = m == MAP_FAILED ? 0 : need;
 		if (tc.store == NULL)
 			return false;
+	}
+	if (owned) {
+		if (tc.tid == 0)
+			tc.tid = lfp_fetch_add64_relaxed(&own_tags, 1) + 1; /* relaxed: only uniqueness
+									 * matters */
+		memset(tc.store, 0, own_store_bytes(h));
+		for (uint32_t ci = 0; ci < h->nclasses; ci++)
+			own_uninstall(&tc.own[ci]);
+		tc.heap = h;
+		tc.id = h->id;
+		return true;
 	}
 	struct fe_ent *s = tc.store;
 	for (uint32_t ci = 0; ci < h->nclasses; ci++) {
@@ -1321,7 +1717,7 @@ static int check_config(const lfp_heap_config_t *cfg)
 {
 	if (cfg->fit > LFP_FIT_BEST ||
 	    (cfg->flags & ~(unsigned)(LFP_HEAP_CHECKED | LFP_HEAP_ABORT_ON_BAD_FREE |
-				      LFP_HEAP_POOL_STATS | LFP_HEAP_DEPOT)))
+				      LFP_HEAP_POOL_STATS | LFP_HEAP_DEPOT | LFP_HEAP_OWNED)))
 		return -EINVAL;
 	if (cfg->class_sizes != NULL) {
 		if (cfg->class_count == 0 || cfg->class_count > LFP_HEAP_MAX_CLASSES)
@@ -1370,6 +1766,8 @@ lfp_heap_t *lfp_heap_create(const lfp_heap_config_t *cfg)
 	memset(h, 0, hbytes);
 	h->meta = meta;
 	h->flags = cfg->flags;
+	if (h->flags & LFP_HEAP_CHECKED)
+		h->flags &= ~(unsigned)LFP_HEAP_OWNED; /* no thread state in a checked heap */
 	h->nclasses = (uint32_t)ncls;
 	h->max_class = max_class;
 	h->huge_threshold = cfg->huge_threshold ? cfg->huge_threshold : DEFAULT_HUGE;
@@ -1510,6 +1908,8 @@ static inline void *heap_malloc(lfp_heap_t *h, size_t n)
 {
 	if (lfpi_unlikely(!heap_live(h)))
 		return malloc_bad_heap();
+	if (h->flags & LFP_HEAP_OWNED)
+		return own_malloc(h, n);
 	if (lfpi_likely(n <= h->max_class)) {
 		uint32_t ci = class_index(h, n); /* 0 maps to the first class */
 		struct fe_bin *b = &tc.bin[ci];
@@ -1600,7 +2000,9 @@ static FE_NOINLINE int free_slow(lfp_heap_t *h, void *p)
 	rcu_lock();
 	struct owner o = owner_of(h, p);
 	if (lfpi_likely(o.kind == DIR_POOL)) {
-		rc = (h->flags & LFP_HEAP_CHECKED) ? lfp_pool_free(o.obj, p) : tc_put(h, o.cls, o.obj, p);
+		rc = (h->flags & LFP_HEAP_CHECKED) ? lfp_pool_free(o.obj, p)
+		     : (h->flags & LFP_HEAP_OWNED) ? own_put(h, o.cls, o.obj, p)
+						   : tc_put(h, o.cls, o.obj, p);
 		rcu_unlock();
 		return rc;
 	}
@@ -1641,6 +2043,27 @@ static FE_NOINLINE int free_rest(lfp_heap_t *h, void *p)
 	return rc;
 }
 
+/* free in owned mode (h live, p not NULL): the page map's pool, else the
+ * directory, the fallback heap or a huge block (free_slow). Bad frees are
+ * counted, as by free_rest. */
+static FE_INLINE int own_free(lfp_heap_t *h, void *p)
+{
+	uintptr_t a = (uintptr_t)p;
+	int rc = -EINVAL;
+	if (lfpi_likely(a - h->fh_base < h->fh_len)) {
+		uint64_t w = lfp_load64_acquire(pm_slot(h, a)); /* P2: pairs with P1 */
+		if (lfpi_likely(w != 0))
+			rc = own_put(h, pm_class(w), pm_pool(w), p);
+		if (lfpi_likely(rc == 0))
+			return 0;
+	}
+	if (rc == -EINVAL)
+		rc = free_slow(h, p); /* no word, or a stale one: the directory decides */
+	if (rc != 0)
+		lfp_fetch_add64_relaxed(&h->bad_frees, 1); /* relaxed: stats */
+	return rc;
+}
+
 /*
  * The thread cache's hit, inlined into lfp_free and lfp_heap_free: p is an
  * allocated block of the pool its page-map word names (tc_put's checks),
@@ -1674,6 +2097,8 @@ static inline int heap_free(lfp_heap_t *h, void *p)
 {
 	if (lfpi_unlikely(!heap_live(h)))
 		return -EINVAL;
+	if (h->flags & LFP_HEAP_OWNED)
+		return p == NULL ? 0 : own_free(h, p);
 	if (p == NULL || lfpi_likely(free_hit(h, p)))
 		return 0;
 	return free_rest(h, p);
@@ -1811,8 +2236,13 @@ void *lfp_heap_aligned_alloc(lfp_heap_t *h, size_t align, size_t n)
 
 /* A pool is completely free: no block allocated (cached blocks count as
  * free). Exact once no thread can allocate from it any more. */
-static bool pool_all_free(const lfp_pool_t *pool)
+/* Completely free, and (owned mode) owned by no thread, so that no
+ * thread's tc.own or ready list names it. */
+static bool pool_all_free(const lfp_heap_t *h, const lfp_pool_t *pool)
 {
+	if (h->flags & LFP_HEAP_OWNED)
+		return lfp_load64_acquire(&pool->own_tid) == 0 && /* O5: pairs with O2 */
+		       own_in_use(pool) == 0;
 	return lfp_pool_free_count(pool) == lfp_pool_capacity(pool);
 }
 
@@ -1826,7 +2256,7 @@ static int trim_class(lfp_heap_t *h, struct cls *c)
 	rcu_lock();
 	const struct poolset *s = ptr_load_acquire(&c->pools); /* F2 */
 	for (uint32_t i = 0; s && i < s->n && nc < 64; i++)
-		if (pool_all_free(s->pool[i]))
+		if (pool_all_free(h, s->pool[i]))
 			cand[nc++] = s->pool[i];
 	rcu_unlock();
 	if (nc == 0 || poolset_update(h, c, NULL, cand, nc) != 0) {
@@ -1835,7 +2265,7 @@ static int trim_class(lfp_heap_t *h, struct cls *c)
 	}
 	rcu_sync(); /* 1: no refill holds a candidate now */
 	for (size_t k = 0; k < nc; k++) {
-		if (!pool_all_free(cand[k])) {
+		if (!pool_all_free(h, cand[k])) {
 			/* An allocator got a block in first: keep the pool. */
 			while (poolset_update(h, c, cand[k], NULL, 0) != 0)
 				;
@@ -1998,8 +2428,17 @@ int lfp_heap_validate(lfp_heap_t *h, const char **why)
 			uintptr_t lo = (uintptr_t)pool;
 			size_t bytes = pool_region_bytes(h, c, pool);
 			lfp_pool_report_t r;
-			if (lfp_pool_validate(pool, &r) != 0) {
+			bool owned = h->flags & LFP_HEAP_OWNED;
+			/* Owned mode: the owner's list is free too; O5 orders the
+			 * last owner's words before ours (quiescent by contract). */
+			uint64_t tid = owned ? lfp_load64_acquire(&pool->own_tid) : 0; /* O5 */
+			uint32_t own = owned ? lfp_load32_relaxed(&pool->own_lhead) : LFP_NIL; /* O7 */
+			if (lfpi_pool_validate_lists(pool, own, &r) != 0) {
 				w = r.error ? r.error : "a pool does not validate";
+			} else if (owned && tid == 0 && own != LFP_NIL) {
+				w = "a pool no thread owns has an owner's free list";
+			} else if (owned && r.allocated != own_in_use(pool)) {
+				w = "an owned pool's count of blocks in use is off";
 			} else if (lfp_pool_block_size(pool) != c->size) {
 				w = "a pool's block size differs from its class";
 			} else {
@@ -2107,14 +2546,21 @@ void *lfp_malloc(size_t n)
 	return h ? heap_malloc(h, n) : NULL;
 }
 
-static FE_NOINLINE void lfp_free_rest(lfp_heap_t *h, void *p)
+/* A bad free through lfp_free: counted already; abort if the heap asks. */
+static FE_NOINLINE void lfp_free_bad(const lfp_heap_t *h, void *p, int rc)
 {
-	int rc = h ? free_rest(h, p) : -EINVAL; /* keeps errno */
-	if (lfpi_unlikely(rc != 0) && h && (h->flags & LFP_HEAP_ABORT_ON_BAD_FREE)) {
+	if (h && (h->flags & LFP_HEAP_ABORT_ON_BAD_FREE)) {
 		fprintf(stderr, "lfp_free(%p): %s\n", p,
 			rc == -EALREADY ? "double free" : "not a block of the default heap");
 		abort();
 	}
+}
+
+static FE_NOINLINE void lfp_free_rest(lfp_heap_t *h, void *p)
+{
+	int rc = h ? free_rest(h, p) : -EINVAL; /* keeps errno */
+	if (lfpi_unlikely(rc != 0))
+		lfp_free_bad(h, p, rc);
 }
 
 void lfp_free(void *p)
@@ -2122,6 +2568,12 @@ void lfp_free(void *p)
 	if (p == NULL)
 		return;
 	lfp_heap_t *h = ptr_load_acquire(&default_heap); /* F5 */
+	if (lfpi_likely(h != NULL) && (h->flags & LFP_HEAP_OWNED)) {
+		int rc = own_free(h, p); /* keeps errno */
+		if (lfpi_unlikely(rc != 0))
+			lfp_free_bad(h, p, rc);
+		return;
+	}
 	if (lfpi_likely(h != NULL) && lfpi_likely(free_hit(h, p))) /* the default heap is never destroyed */
 		return;
 	lfp_free_rest(h, p);

@@ -16,6 +16,9 @@
  *   LFPI_CACHED  i is free and sits in a cache magazine (pool/cache.c)
  *   LFPI_HELD    i is allocated to the front end's thread cache
  *                (pool/frontend.c); counts as allocated
+ * In the front end's owned mode (LFP_HEAP_OWNED) a second list runs through
+ * next[] too: the owner's free list from own_lhead, with the same link
+ * values; its blocks are free (lfpi_pool_validate_lists).
  *
  * Invariant (quiescent): |blocks reachable from head| + |blocks marked
  * LFPI_CACHED| + |blocks marked LFPI_ALLOC| = count, the walk from head
@@ -42,7 +45,7 @@
 
 #define LFPI_POOL_MAGIC UINT64_C(0x4c46504f4f4c3031) /* "LFPOOL01" */
 #define LFPI_POOL_DEAD UINT64_C(0x4c46504445414421)  /* "LFPDEAD!" */
-#define LFPI_LAYOUT_VERSION 1u
+#define LFPI_LAYOUT_VERSION 2u /* 2: the front end's owner line in the header */
 
 #define LFPI_ALLOC UINT32_C(0xFFFFFFFE)
 #define LFPI_FREEING UINT32_C(0xFFFFFFFD)
@@ -112,6 +115,18 @@ struct lfp_pool {
 	/* Slots claimed now (relaxed: a hint; claims and releases move it):
 	 * bounds how many empty magazines a thread parks at home. */
 	lfp_atomic_u32 claimed;
+
+	/* The front end's owned mode (pool/frontend.c, LFP_HEAP_OWNED): the
+	 * one thread that allocates from this pool, and its own free list.
+	 * All zero in other pools. Process-private pools only (a thread tag,
+	 * no pointers). */
+	LFP_CACHE_ALIGNED lfp_atomic_u64 own_tid; /* 0: no owner (O1/O2) */
+	lfp_atomic_u64 own_live;   /* owners' allocs minus their own frees
+				    * (owner only: relaxed, handed on by O1/O2) */
+	lfp_atomic_u64 own_rfreed; /* frees by other threads (O3/O4) */
+	lfp_atomic_u32 own_lhead;  /* the owner's free list through next[], or
+				    * LFP_NIL (owner only, as own_live) */
+	lfp_atomic_u32 own_ready;  /* owner only: on its ready list */
 };
 
 #define LFPI_HEADER_SIZE ((sizeof(struct lfp_pool) + 63u) & ~(size_t)63u)
@@ -123,6 +138,11 @@ struct lfpi_layout {
 	uint32_t cache_slots, cache_size, n_mags, mag_stride;
 	uint64_t cache_off, mag_next_off, mags_off;
 };
+
+/* lfp_pool_validate, with a second free list (LFP_NIL: none) whose blocks
+ * count as free too: an owned pool's own list (pool/frontend.c). */
+LFPI_HIDDEN int lfpi_pool_validate_lists(const lfp_pool_t *pool, uint32_t list,
+					 lfp_pool_report_t *report);
 
 /* Compute the layout of cfg; 0 or -EINVAL / -EOVERFLOW. */
 LFPI_HIDDEN int lfpi_layout(const lfp_pool_config_t *cfg, struct lfpi_layout *lay);

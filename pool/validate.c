@@ -1,7 +1,8 @@
 /*
  * pool/validate.c - full consistency check of a quiescent pool.
  *
- * Walk the free stack from the head: every link must be a block index or
+ * Walk the free stack from the head (and, for an owned pool of the front
+ * end, the owner's list too): every link must be a block index or
  * NIL, and NIL must come within count steps (a singly linked list over count
  * distinct indices that runs longer has a cycle, and an index on it twice
  * implies a cycle, so the step bound checks both). Then every block off the
@@ -20,6 +21,11 @@ static int fail(lfp_pool_report_t *r, const char *why, uint32_t idx)
 
 int lfp_pool_validate(const lfp_pool_t *pool, lfp_pool_report_t *report)
 {
+	return lfpi_pool_validate_lists(pool, LFP_NIL, report);
+}
+
+int lfpi_pool_validate_lists(const lfp_pool_t *pool, uint32_t list, lfp_pool_report_t *report)
+{
 	lfp_pool_report_t local, *r = report ? report : &local;
 	*r = (lfp_pool_report_t){ .bad_index = UINT32_MAX };
 	if (!lfpi_live(pool)) {
@@ -31,14 +37,19 @@ int lfp_pool_validate(const lfp_pool_t *pool, lfp_pool_report_t *report)
 	r->capacity = count;
 
 	/* Quiescent by contract: relaxed loads see the final values. */
-	uint32_t i = lfp_head_index(lfp_load64_acquire(&pool->head)); /* A1: pairs with R1 */
+	/* Both lists together hold at most count blocks; a block on both
+	 * makes free + allocated exceed count below. */
 	uint64_t steps = 0;
-	while (i != LFP_NIL) {
-		if (i >= count)
-			return fail(r, "free stack link out of range", i);
-		if (++steps > count)
-			return fail(r, "free stack has a cycle (an index is on it twice)", i);
-		i = lfp_load32_relaxed(&next[i]); /* relaxed: quiescent */
+	for (int k = 0; k < 2; k++) {
+		uint32_t i = k == 0 ? lfp_head_index(lfp_load64_acquire(&pool->head)) /* A1: pairs with R1 */
+				    : list;
+		while (i != LFP_NIL) {
+			if (i >= count)
+				return fail(r, "free stack link out of range", i);
+			if (++steps > count)
+				return fail(r, "free stack has a cycle (an index is on it twice)", i);
+			i = lfp_load32_relaxed(&next[i]); /* relaxed: quiescent */
+		}
 	}
 	r->free = steps;
 	uint64_t cached_marks = 0, entries = 0, mark_digest = 0, entry_digest = 0, heads = 0;
@@ -66,7 +77,7 @@ int lfp_pool_validate(const lfp_pool_t *pool, lfp_pool_report_t *report)
 	/* A stacked block marked allocated failed the walk above, so
 	 * free + allocated <= count here. */
 	r->other = count - r->free - r->allocated;
-	if (r->other != 0)
+	if (r->free + r->allocated > count || r->other != 0)
 		return fail(r, "free + allocated != capacity (a block is lost)",
 			    UINT32_MAX);
 	return 0;

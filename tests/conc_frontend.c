@@ -25,12 +25,17 @@
  * the other threads do the same on the same class: the stamps catch a block
  * handed out twice (a depot pop without its ABA tag does that).
  *
+ * --owned: the heap in owned mode (LFP_HEAP_OWNED): threads own class pools;
+ * the hand-offs are the remote frees, and the stamps catch a block that an
+ * owner and a remote freer both put on a list.
+ *
  * --preempt US --stall N: stall each worker at a random point every US
  * microseconds (lfp_test.h), which makes the ABA window of a depot pop
  * common: the negative control (mk/frontend.mk) cuts the depot's tag to one
  * bit and must be caught.
  *
- * Usage: conc_frontend [--threads N] [--ops N] [--checked] [--small-pools] [--depot] [--bursts]
+ * Usage: conc_frontend [--threads N] [--ops N] [--checked] [--small-pools] [--depot] [--owned]
+ *                      [--bursts]
  *                      [--preempt US] [--stall N]
  *                      [--seed S] [--timeout SEC]
  * Exit: 0 pass, 1 violation, 2 usage, 3 watchdog.
@@ -232,7 +237,7 @@ int main(int argc, char **argv)
 	unsigned nthreads = 4;
 	uint64_t ops = 100000, timeout = 120;
 	const char *seed_arg = NULL;
-	bool checked = false, small_pools = false, depot = false, bursts = false;
+	bool checked = false, small_pools = false, depot = false, bursts = false, owned = false;
 	uint64_t preempt = 0, stall = 100;
 	for (int i = 1; i < argc; i++) {
 		uint64_t v;
@@ -252,6 +257,8 @@ int main(int argc, char **argv)
 			small_pools = true;
 		} else if (!strcmp(argv[i], "--depot")) {
 			depot = true;
+		} else if (!strcmp(argv[i], "--owned")) {
+			owned = true;
 		} else if (!strcmp(argv[i], "--bursts")) {
 			bursts = true;
 		} else if (!strcmp(argv[i], "--preempt") && i + 1 < argc && lfpt_parse_u64(argv[i + 1], &preempt)) {
@@ -259,7 +266,7 @@ int main(int argc, char **argv)
 		} else if (!strcmp(argv[i], "--stall") && i + 1 < argc && lfpt_parse_u64(argv[i + 1], &stall)) {
 			i++;
 		} else {
-			fprintf(stderr, "usage: %s [--threads N] [--ops N] [--checked] [--small-pools] [--depot] [--bursts] [--preempt US] [--stall N] "
+			fprintf(stderr, "usage: %s [--threads N] [--ops N] [--checked] [--small-pools] [--depot] [--owned] [--bursts] [--preempt US] [--stall N] "
 					"[--seed S] [--timeout SEC]\n", argv[0]);
 			return LFPT_EXIT_USAGE;
 		}
@@ -275,7 +282,8 @@ int main(int argc, char **argv)
 		return LFPT_EXIT_USAGE;
 	}
 
-	lfp_heap_config_t hc = { .flags = (checked ? LFP_HEAP_CHECKED : 0u) | (depot ? LFP_HEAP_DEPOT : 0u) };
+	lfp_heap_config_t hc = { .flags = (checked ? LFP_HEAP_CHECKED : 0u) | (depot ? LFP_HEAP_DEPOT : 0u) |
+					  (owned ? LFP_HEAP_OWNED : 0u) };
 	if (small_pools) {
 		/* Many small pools: growth and retirement all the time. */
 		hc.pool_min_bytes = 256;

@@ -986,3 +986,256 @@ Test(heap_traces, corner_traces_replay_cleanly)
 	if (ran == 0)
 		cr_skip_test("../shared/traces absent (LFP_TRACES=%s)", getenv("LFP_TRACES") ? getenv("LFP_TRACES") : "");
 }
+
+/* ---- owned pools (LFP_HEAP_OWNED) ---------------------------------------------- */
+
+static lfp_heap_stats_t stats_of(lfp_heap_t *h)
+{
+	lfp_heap_stats_t st;
+	cr_assert_eq(lfp_heap_stats(h, &st), 0);
+	return st;
+}
+
+struct own_job {
+	lfp_heap_t *h;
+	void **v;
+	int n;
+	int rc;
+	pthread_barrier_t *gate; /* NULL: none */
+};
+
+static void *own_free_these(void *arg)
+{
+	struct own_job *j = arg;
+	for (int i = 0; i < j->n; i++)
+		if (lfp_heap_free(j->h, j->v[i]) != 0)
+			j->rc = -EINVAL;
+	return NULL;
+}
+
+static void run_own(void *(*fn)(void *), struct own_job *j)
+{
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, fn, j), 0);
+	cr_assert_eq(pthread_join(t, NULL), 0);
+}
+
+Test(heap_owned, the_owner_reuses_its_own_frees_first)
+{
+	lfp_heap_t *h = mk(LFP_HEAP_OWNED);
+	void *p = lfp_heap_malloc(h, 48);
+	cr_assert_not_null(p);
+	for (int i = 0; i < 1000; i++) {
+		cr_assert_eq(lfp_heap_free(h, p), 0);
+		void *q = lfp_heap_malloc(h, 48);
+		cr_assert_eq(q, p, "round %d: the block just freed comes back first", i);
+	}
+	cr_assert_eq(lfp_heap_free(h, p), 0);
+	cr_assert_eq(stats_of(h).pools_added, 1);
+	assert_valid(h);
+	lfp_heap_destroy(h);
+}
+
+Test(heap_owned, a_second_free_is_refused_on_either_list)
+{
+	lfp_heap_t *h = mk(LFP_HEAP_OWNED);
+	enum { N = 64 };
+	void *v[N];
+	malloc_distinct(h, v, N);
+	/* Half freed by the owner (its own list), half by another thread
+	 * (the pool's shared stack). */
+	struct own_job j = { .h = h, .v = v + N / 2, .n = N / 2 };
+	free_all(h, v, N / 2);
+	run_own(own_free_these, &j);
+	cr_assert_eq(j.rc, 0);
+	for (int i = 0; i < N; i++) {
+		cr_expect_eq(lfp_heap_free(h, v[i]), -EALREADY, "owner's second free of %d", i);
+		struct tc_job k = { .h = h, .p = v[i] };
+		run_thread(tc_free_other, &k);
+		cr_expect_eq(k.rc, -EALREADY, "another thread's second free of %d", i);
+		cr_expect_eq(lfp_heap_usable_size(h, v[i]), 0, "a free block has no usable size");
+	}
+	cr_assert_eq(stats_of(h).bad_frees, 2 * N);
+	assert_valid(h);
+	/* Each block comes back exactly once. */
+	void *w[N];
+	malloc_distinct(h, w, N);
+	free_all(h, w, N);
+	assert_valid(h);
+	lfp_heap_destroy(h);
+}
+
+Test(heap_owned, blocks_another_thread_frees_come_back_to_the_owner)
+{
+	lfp_heap_t *h = mk(LFP_HEAP_OWNED);
+	enum { N = 500, M = 4 * N };
+	static void *v[N], *w[M];
+	malloc_distinct(h, v, N);
+	uint64_t added = stats_of(h).pools_added;
+	struct own_job j = { .h = h, .v = v, .n = N };
+	run_own(own_free_these, &j);
+	cr_assert_eq(j.rc, 0);
+	assert_valid(h);
+	/* The owner's misses take the shared stacks whole: after the never
+	 * used rest of its current pool, every remote free comes back, and
+	 * the class does not grow meanwhile. */
+	static bool back[N];
+	int m = 0, nback = 0;
+	while (nback < N && m < M) {
+		cr_assert_not_null(w[m] = lfp_heap_malloc(h, 64));
+		for (int k = 0; k < N; k++)
+			if (w[m] == v[k] && !back[k]) {
+				back[k] = true;
+				nback++;
+			}
+		m++;
+	}
+	cr_assert_eq(nback, N, "only %d of %d remote frees came back in %d mallocs", nback, N, m);
+	cr_assert_eq(stats_of(h).pools_added, added, "the class grew instead of reusing");
+	free_all(h, w, m);
+	assert_valid(h);
+	lfp_heap_destroy(h);
+}
+
+static void *own_alloc_half_and_exit(void *arg)
+{
+	struct own_job *j = arg;
+	for (int i = 0; i < j->n; i++)
+		if ((j->v[i] = lfp_heap_malloc(j->h, 96)) == NULL)
+			j->rc = -ENOMEM;
+	for (int i = 0; i < j->n && j->rc == 0; i += 2)
+		if (lfp_heap_free(j->h, j->v[i]) != 0)
+			j->rc = -EINVAL;
+	return NULL; /* the exit destructor gives up its pools */
+}
+
+Test(heap_owned, a_thread_that_exits_gives_up_its_pools)
+{
+	lfp_heap_t *h = mk(LFP_HEAP_OWNED);
+	enum { N = 400 };
+	void *v[N];
+	struct own_job j = { .h = h, .v = v, .n = N };
+	run_own(own_alloc_half_and_exit, &j);
+	cr_assert_eq(j.rc, 0);
+	assert_valid(h); /* its own lists went onto the shared stacks */
+	uint64_t added = stats_of(h).pools_added;
+	/* This thread claims those pools and gets the freed half back. */
+	void *w[N / 2];
+	for (int i = 0; i < N / 2; i++)
+		cr_assert_not_null(w[i] = lfp_heap_malloc(h, 96));
+	cr_assert_eq(stats_of(h).pools_added, added, "grew instead of claiming the dead thread's pools");
+	for (int i = 1; i < N; i += 2)
+		cr_assert_eq(lfp_heap_free(h, v[i]), 0);
+	for (int i = 0; i < N / 2; i++)
+		cr_assert_eq(lfp_heap_free(h, w[i]), 0);
+	assert_valid(h);
+	cr_assert_gt(lfp_heap_trim(h), 0);
+	cr_assert_eq(stats_of(h).pools, 0, "every pool retired once the caller gave up its own");
+	assert_valid(h);
+	lfp_heap_destroy(h);
+}
+
+static void *own_idle_owner(void *arg)
+{
+	struct own_job *j = arg;
+	for (int i = 0; i < j->n; i++)
+		if ((j->v[i] = lfp_heap_malloc(j->h, 200)) == NULL)
+			j->rc = -ENOMEM;
+	for (int i = 0; i < j->n; i++)
+		if (lfp_heap_free(j->h, j->v[i]) != 0)
+			j->rc = -EINVAL;
+	pthread_barrier_wait(j->gate); /* 1: idle, owning completely free pools */
+	pthread_barrier_wait(j->gate); /* 2: the main thread has trimmed */
+	for (int i = 0; i < j->n; i++) /* its pools must still be there */
+		if ((j->v[i] = lfp_heap_malloc(j->h, 200)) == NULL)
+			j->rc = -ENOMEM;
+	for (int i = 0; i < j->n; i++)
+		if (lfp_heap_free(j->h, j->v[i]) != 0)
+			j->rc = -EINVAL;
+	return NULL;
+}
+
+Test(heap_owned, an_idle_owners_pools_are_not_retired_under_it)
+{
+	lfp_heap_t *h = mk(LFP_HEAP_OWNED);
+	enum { N = 300 };
+	void *v[N];
+	pthread_barrier_t gate;
+	pthread_barrier_init(&gate, NULL, 2);
+	struct own_job j = { .h = h, .v = v, .n = N, .gate = &gate };
+	pthread_t t;
+	cr_assert_eq(pthread_create(&t, NULL, own_idle_owner, &j), 0);
+	pthread_barrier_wait(&gate);
+	uint64_t pools = stats_of(h).pools;
+	cr_assert_gt(pools, 0);
+	cr_assert_eq(lfp_heap_trim(h), 0, "a trim retired pools a live thread owns");
+	cr_assert_eq(stats_of(h).pools, pools);
+	assert_valid(h);
+	pthread_barrier_wait(&gate);
+	cr_assert_eq(pthread_join(t, NULL), 0);
+	cr_assert_eq(j.rc, 0);
+	cr_assert_gt(lfp_heap_trim(h), 0, "its pools retire once it has exited");
+	cr_assert_eq(stats_of(h).pools, 0);
+	pthread_barrier_destroy(&gate);
+	lfp_heap_destroy(h);
+}
+
+Test(heap_owned, flush_and_trim_return_the_callers_pools)
+{
+	lfp_heap_t *h = mk(LFP_HEAP_OWNED);
+	enum { N = 2000 };
+	static void *v[N];
+	for (int i = 0; i < N; i++)
+		cr_assert_not_null(v[i] = lfp_heap_malloc(h, 16 + (size_t)(i % 40) * 16));
+	for (int i = 0; i < N; i++)
+		cr_assert_eq(lfp_heap_free(h, v[(i * 7) % N]), 0);
+	cr_assert_gt(stats_of(h).pools, 0);
+	cr_assert_eq(lfp_heap_cache_flush(h), 0);
+	assert_valid(h);
+	cr_assert_gt(lfp_heap_trim(h), 0);
+	cr_assert_eq(stats_of(h).pools, 0);
+	/* And the heap works on afterwards. */
+	void *p = lfp_heap_malloc(h, 64);
+	cr_assert_not_null(p);
+	cr_assert_eq(lfp_heap_free(h, p), 0);
+	assert_valid(h);
+	lfp_heap_destroy(h);
+}
+
+Test(heap_owned, bad_input_and_errno_as_without_the_flag)
+{
+	lfp_heap_t *h = mk(LFP_HEAP_OWNED);
+	errno = 1234;
+	cr_assert_eq(lfp_heap_free(h, NULL), 0);
+	void *p = lfp_heap_malloc(h, 100);
+	cr_assert_not_null(p);
+	cr_assert_eq(lfp_heap_free(h, p), 0);
+	cr_assert_eq(errno, 1234, "free keeps errno");
+	cr_assert_eq(lfp_heap_free(h, (char *)p + 8), -EINVAL, "not a block start");
+	int local;
+	cr_assert_eq(lfp_heap_free(h, &local), -EINVAL, "foreign pointer");
+	errno = 0;
+	cr_assert_null(lfp_heap_malloc(h, SIZE_MAX));
+	cr_assert_eq(errno, ENOMEM);
+	void *q = lfp_heap_realloc(h, NULL, 40);
+	cr_assert_not_null(q);
+	memset(q, 0x5a, 40);
+	q = lfp_heap_realloc(h, q, 3000);
+	cr_assert_not_null(q);
+	for (int i = 0; i < 40; i++)
+		cr_assert_eq(((unsigned char *)q)[i], 0x5a);
+	cr_assert_eq(lfp_heap_free(h, q), 0);
+	assert_valid(h);
+	lfp_heap_destroy(h);
+}
+
+Test(heap_owned, a_checked_heap_ignores_the_flag)
+{
+	lfp_heap_t *h = mk(LFP_HEAP_OWNED | LFP_HEAP_CHECKED);
+	void *p = lfp_heap_malloc(h, 64);
+	cr_assert_not_null(p);
+	cr_assert_eq(lfp_heap_free(h, p), 0);
+	cr_assert_eq(lfp_heap_free(h, p), -EALREADY);
+	assert_valid(h);
+	lfp_heap_destroy(h);
+}
