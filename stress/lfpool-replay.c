@@ -59,6 +59,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -758,17 +759,22 @@ static void profile(const struct trace *tr, double hist[33], double hist_bytes[3
  *   hot    alloc, write one byte, free, repeated (the per-call cost)
  *   batch  10000 allocs, then the frees in a shuffled order
  * for: lfp_pool_alloc/free on a pool of that block size (with its cache),
- * lfp_heap_malloc/free on a fresh front end, lfp_malloc/lfp_free, and this
- * process's malloc/free. Median of `reps` repetitions of thread-CPU and wall
- * ns per alloc/free pair.
+ * lfp_heap_malloc/free on a fresh front end, the same on one made with
+ * LFP_HEAP_OWNED, lfp_malloc/lfp_free, and this process's malloc/free.
+ * Median of `reps` repetitions of thread-CPU and wall ns per alloc/free pair.
+ * Then two threads on a fresh heap of each kind (and malloc): a producer
+ * allocates, writes one byte and passes the block through an SPSC ring of
+ * 1024 slots; the consumer reads it and frees it (every free is a remote
+ * one). CPU ns of both threads per object.
  */
 
-enum { M_POOL, M_HEAP, M_DEFAULT, M_SYSTEM, M_N };
-static const char *const m_names[M_N] = { "lfp_pool", "lfp_heap", "lfp_malloc", "malloc" };
+enum { M_POOL, M_HEAP, M_OWNED, M_DEFAULT, M_SYSTEM, M_N };
+static const char *const m_names[M_N] = { "lfp_pool", "lfp_heap", "lfp_heap owned", "lfp_malloc",
+					  "malloc" };
 
 struct micro_ctx {
 	lfp_pool_t *pool;
-	lfp_heap_t *heap;
+	lfp_heap_t *heap, *owned;
 	size_t size;
 };
 
@@ -777,6 +783,7 @@ static inline void *m_alloc(int who, struct micro_ctx *c)
 	switch (who) {
 	case M_POOL: return lfp_pool_alloc(c->pool);
 	case M_HEAP: return lfp_heap_malloc(c->heap, c->size);
+	case M_OWNED: return lfp_heap_malloc(c->owned, c->size);
 	case M_DEFAULT: return lfp_malloc(c->size);
 	default: return malloc(c->size);
 	}
@@ -787,6 +794,7 @@ static inline void m_free(int who, struct micro_ctx *c, void *p)
 	switch (who) {
 	case M_POOL: (void)lfp_pool_free(c->pool, p); break;
 	case M_HEAP: (void)lfp_heap_free(c->heap, p); break;
+	case M_OWNED: (void)lfp_heap_free(c->owned, p); break;
 	case M_DEFAULT: lfp_free(p); break;
 	default: free(p); break;
 	}
@@ -831,6 +839,116 @@ static double micro_once(int who, struct micro_ctx *c, bool batch, void **v, con
 	return (u1 - u0) * 1e9 / (double)pairs;
 }
 
+/* --micro's hand-off: an SPSC ring between a producer and a consumer. */
+#define H_RING 1024u
+#define H_OBJECTS 1000000u
+struct hring {
+	_Alignas(64) lfp_atomic_u64 head; /* written by the consumer (H1) */
+	_Alignas(64) lfp_atomic_u64 tail; /* written by the producer (H2) */
+	_Alignas(64) void *slot[H_RING];
+	int who;
+	struct micro_ctx *c;
+	double cpu;                       /* both threads' CPU seconds (each adds
+					   * its own after the join) */
+	lfp_atomic_u32 stop;              /* the producer failed (relaxed: the
+					   * consumer only stops waiting) */
+	bool bad;                         /* consumer only */
+	double pcpu;                      /* the producer's, read after the join */
+};
+
+static void *h_producer(void *arg)
+{
+	struct hring *r = arg;
+	double u0 = now(CLOCK_THREAD_CPUTIME_ID);
+	for (uint64_t i = 0; i < H_OBJECTS; i++) {
+		char *p = m_alloc(r->who, r->c);
+		if (p == NULL) {
+			lfp_store32_relaxed(&r->stop, 1); /* relaxed: a stop flag */
+			break;
+		}
+		p[0] = (char)i;
+		/* H1 acquire: the consumer is done with the slot; pairs with its
+		 * release of head. */
+		while (i - lfp_load64_acquire(&r->head) >= H_RING)
+			lfp_cpu_relax();
+		r->slot[i % H_RING] = p;
+		lfp_store64_release(&r->tail, i + 1); /* H2: publishes the slot; pairs with H2's load */
+	}
+	r->pcpu = now(CLOCK_THREAD_CPUTIME_ID) - u0;
+	return NULL;
+}
+
+static void h_consume(struct hring *r)
+{
+	double u0 = now(CLOCK_THREAD_CPUTIME_ID);
+	for (uint64_t i = 0; i < H_OBJECTS; i++) {
+		while (lfp_load64_acquire(&r->tail) <= i) { /* H2: pairs with the producer's release */
+			if (lfp_load32_relaxed(&r->stop)) { /* relaxed: a stop flag */
+				r->bad = true;
+				return;
+			}
+			lfp_cpu_relax();
+		}
+		char *p = r->slot[i % H_RING];
+		if (p[0] != (char)i)
+			r->bad = true;
+		m_free(r->who, r->c, p);
+		lfp_store64_release(&r->head, i + 1); /* H1: the slot is free again */
+	}
+	r->cpu += now(CLOCK_THREAD_CPUTIME_ID) - u0;
+}
+
+static int micro_handoff(unsigned reps)
+{
+	static const int whos[] = { M_HEAP, M_OWNED, M_SYSTEM };
+	struct hring *r = xmap(sizeof *r);
+	double *cpu = xmap(sizeof(double) * reps);
+	printf("\n# two threads: producer allocates, consumer frees (ring of %u); CPU ns of both "
+	       "threads per object, median of %u reps\n| size |", H_RING, reps);
+	for (size_t k = 0; k < sizeof whos / sizeof *whos; k++)
+		printf(" %s |", m_names[whos[k]]);
+	printf("\n");
+	static const size_t sizes[] = { 16, 64, 256 };
+	for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+		printf("| %zu |", sizes[si]);
+		for (size_t k = 0; k < sizeof whos / sizeof *whos; k++) {
+			for (unsigned rep = 0; rep < reps; rep++) {
+				struct micro_ctx c = { .size = sizes[si] };
+				lfp_heap_config_t oc = { .flags = LFP_HEAP_OWNED };
+				c.heap = lfp_heap_create(NULL);
+				c.owned = lfp_heap_create(&oc);
+				memset(r, 0, sizeof *r);
+				lfp_init64(&r->head, 0);
+				lfp_init64(&r->tail, 0);
+				lfp_init32(&r->stop, 0);
+				r->who = whos[k];
+				r->c = &c;
+				pthread_t t;
+				if (c.heap == NULL || c.owned == NULL ||
+				    pthread_create(&t, NULL, h_producer, r) != 0) {
+					fprintf(stderr, "micro: no heap or thread\n");
+					return 1;
+				}
+				h_consume(r);
+				pthread_join(t, NULL);
+				r->cpu += r->pcpu;
+				if (r->bad) {
+					fprintf(stderr, "micro: hand-off failed\n");
+					return 1;
+				}
+				cpu[rep] = r->cpu * 1e9 / H_OBJECTS;
+				(void)lfp_heap_destroy(c.heap);
+				(void)lfp_heap_destroy(c.owned);
+			}
+			qsort(cpu, reps, sizeof *cpu, cmp_double);
+			printf(" %.1f |", cpu[reps / 2]);
+		}
+		printf("\n");
+		fflush(stdout);
+	}
+	return 0;
+}
+
 static int micro(unsigned reps)
 {
 	static const size_t sizes[] = { 16, 64, 256 };
@@ -863,6 +981,8 @@ static int micro(unsigned reps)
 			lfp_pool_config_t pc = { .block_size = sizes[si], .block_count = 4 * M_BATCH };
 			c.pool = lfp_pool_create(&pc);
 			c.heap = lfp_heap_create(NULL);
+			lfp_heap_config_t oc = { .flags = LFP_HEAP_OWNED };
+			c.owned = lfp_heap_create(&oc);
 			if (c.pool == NULL || c.heap == NULL)
 				return 2;
 			double med[M_N], medw[M_N];
@@ -882,9 +1002,10 @@ static int micro(unsigned reps)
 			printf("\n");
 			fflush(stdout);
 			(void)lfp_heap_destroy(c.heap);
+			(void)lfp_heap_destroy(c.owned);
 			(void)lfp_pool_destroy(c.pool);
 		}
-	return 0;
+	return micro_handoff(reps);
 }
 
 /* ---- trace sets --------------------------------------------------------------- */
@@ -949,6 +1070,7 @@ struct opts {
 	size_t chunk;
 	bool plain;
 	bool depot;      /* lfp target: LFP_HEAP_DEPOT */
+	bool owned;      /* lfp target: LFP_HEAP_OWNED */
 	size_t min_split;
 	size_t pool_min, pool_max, huge;
 };
@@ -991,7 +1113,8 @@ static int setup_target(const struct opts *o, struct target *t)
 	if (!strcmp(o->target, "lfp")) {
 		lfp_heap_config_t hc = { .fit = o->fit, .pool_min_bytes = o->pool_min,
 					 .pool_max_bytes = o->pool_max, .huge_threshold = o->huge,
-					 .flags = o->depot ? LFP_HEAP_DEPOT : 0u };
+					 .flags = (o->depot ? LFP_HEAP_DEPOT : 0u) |
+						  (o->owned ? LFP_HEAP_OWNED : 0u) };
 		if (lfp_default_heap_configure(&hc) != 0)
 			return -1;
 		*t = (struct target){ "lfp", lfp_malloc_w, lfp_free_w, lfp_realloc_w, 16 };
@@ -1117,6 +1240,8 @@ static void run_child(const char *self, const struct peer *pe, const struct opts
 			argv[k++] = "--plain-split";
 		if (o->depot)
 			argv[k++] = "--depot";
+		if (o->owned)
+			argv[k++] = "--owned";
 		if (o->locked)
 			argv[k++] = "--locked";
 		if (!o->check)
@@ -1167,13 +1292,15 @@ static void usage(const char *prog)
 		"  --min-split N             sim heap smallest split remainder\n"
 		"  --plain-split             sim heap: low-end splits, exact growth\n"
 		"  --depot                   lfp target: LFP_HEAP_DEPOT (a class depot)\n"
+		"  --owned                   lfp target: LFP_HEAP_OWNED (thread-owned pools)\n"
 		"  --pool-min N, --pool-max N, --huge N   lfp target: first and largest\n"
 		"                            pool bytes, huge threshold (0 = defaults)\n"
 		"  --locked                  sim heap with its mutex (default: unlocked,\n"
 		"                            the replay is single-threaded)\n"
 		"  --profile                 print the traces' size profiles, replay nothing\n"
-		"  --micro                   the class fast path against the pool's own\n"
-		"                            (give --reps before it)\n"
+		"  --micro                   the class fast path against the pool's own,\n"
+		"                            bins and owned pools, and a two-thread\n"
+		"                            hand-off (give --reps before it)\n"
 		"exit: 0 all replays valid, 1 a correctness error, 2 usage, 77 no traces\n",
 		prog);
 }
@@ -1250,6 +1377,8 @@ int main(int argc, char **argv)
 			o.huge = strtoul(v, NULL, 10);
 		} else if (!strcmp(a, "--depot")) {
 			o.depot = true;
+		} else if (!strcmp(a, "--owned")) {
+			o.owned = true;
 		} else if (!strcmp(a, "--plain-split")) {
 			o.plain = true;
 		} else if (!strcmp(a, "--locked")) {
