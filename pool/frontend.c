@@ -1093,7 +1093,8 @@ static lfp_atomic_u64 own_tags;
  *    pool (after its push); pairs with O4.
  * O4 acquire load of own_rfreed (own_in_use): every free it counts is done
  *    with the pool; pairs with O3.
- * O5 acquire load of own_tid by trim and validate; pairs with O2.
+ * O5 acquire CAS of own_tid 0 -> OWN_TRIM by trim (a candidate no thread
+ *    can claim meanwhile), and validate's acquire load; pairs with O2.
  * O6 acquire CAS taking the shared stack whole; pairs with R1.
  * O7 relaxed own_lhead, own_live, own_ready and own_tid == tc.tid: written
  *    by the owner only, handed to the next owner by O2/O1 (a thread reads
@@ -1294,10 +1295,8 @@ static bool own_find(lfp_heap_t *h, uint32_t ci)
  * there is none, or this thread is not attached to h). */
 static FE_NOINLINE void *own_miss(lfp_heap_t *h, uint32_t ci)
 {
-	if (tc.id != h->id && !tc_attach(h)) {
-		errno = ENOMEM; /* no thread state: nowhere to own pools from */
-		return NULL;
-	}
+	if (tc.id != h->id && !tc_attach(h)) /* no thread state (no key, no memory for it): */
+		return lfp_flheap_malloc(h->fh, h->cls[ci].size); /* the fallback heap serves */
 	struct own_slot *o = &tc.own[ci];
 	int saved = errno;
 	for (;;) {
@@ -2236,14 +2235,30 @@ void *lfp_heap_aligned_alloc(lfp_heap_t *h, size_t align, size_t n)
 
 /* A pool is completely free: no block allocated (cached blocks count as
  * free). Exact once no thread can allocate from it any more. */
-/* Completely free, and (owned mode) owned by no thread, so that no
- * thread's tc.own or ready list names it. */
-static bool pool_all_free(const lfp_heap_t *h, const lfp_pool_t *pool)
+/* Completely free. In owned mode a trim candidate is also taken from the
+ * threads first: own_tid goes 0 -> OWN_TRIM (O5), so no thread names it
+ * (tc.own, a ready list) and none can claim it while it is out of its
+ * class's pool array; a claim in that window would leave a pool that its
+ * owner's disown scan cannot find. own_release_candidate gives it back. */
+#define OWN_TRIM UINT64_MAX
+static bool pool_all_free(const lfp_heap_t *h, lfp_pool_t *pool)
+{
+	if (h->flags & LFP_HEAP_OWNED) {
+		uint64_t none = 0;
+		/* Unowned and completely free stays completely free until a
+		 * claim (nobody allocates from it; frees need a live block). */
+		return lfp_load64_relaxed(&pool->own_tid) == 0 && own_in_use(pool) == 0 && /* relaxed:
+													    * a hint */
+		       lfp_cas64_acquire(&pool->own_tid, &none, OWN_TRIM); /* O5: pairs with O2 */
+	}
+	return lfp_pool_free_count(pool) == lfp_pool_capacity(pool);
+}
+
+/* A trim candidate that stays (owned mode): unowned again. */
+static void own_release_candidate(const lfp_heap_t *h, lfp_pool_t *pool)
 {
 	if (h->flags & LFP_HEAP_OWNED)
-		return lfp_load64_acquire(&pool->own_tid) == 0 && /* O5: pairs with O2 */
-		       own_in_use(pool) == 0;
-	return lfp_pool_free_count(pool) == lfp_pool_capacity(pool);
+		lfp_store64_release(&pool->own_tid, 0); /* O2-like: back to the threads */
 }
 
 static int trim_class(lfp_heap_t *h, struct cls *c)
@@ -2260,12 +2275,15 @@ static int trim_class(lfp_heap_t *h, struct cls *c)
 			cand[nc++] = s->pool[i];
 	rcu_unlock();
 	if (nc == 0 || poolset_update(h, c, NULL, cand, nc) != 0) {
+		for (size_t k = 0; k < nc; k++)
+			own_release_candidate(h, cand[k]);
 		pthread_mutex_unlock(&c->grow_lock);
 		return 0;
 	}
 	rcu_sync(); /* 1: no refill holds a candidate now */
 	for (size_t k = 0; k < nc; k++) {
-		if (!pool_all_free(h, cand[k])) {
+		/* Owned mode: taken from the threads above, so still free. */
+		if (!(h->flags & LFP_HEAP_OWNED) && !pool_all_free(h, cand[k])) {
 			/* An allocator got a block in first: keep the pool. */
 			while (poolset_update(h, c, cand[k], NULL, 0) != 0)
 				;

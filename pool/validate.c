@@ -37,9 +37,11 @@ int lfpi_pool_validate_lists(const lfp_pool_t *pool, uint32_t list, lfp_pool_rep
 	r->capacity = count;
 
 	/* Quiescent by contract: relaxed loads see the final values. */
-	/* Both lists together hold at most count blocks; a block on both
-	 * makes free + allocated exceed count below. */
+	/* Both lists together hold at most count blocks. Two lists that share
+	 * a block share everything after it, their last block too: compare
+	 * the last blocks. */
 	uint64_t steps = 0;
+	uint32_t tail[2] = { LFP_NIL, LFP_NIL };
 	for (int k = 0; k < 2; k++) {
 		uint32_t i = k == 0 ? lfp_head_index(lfp_load64_acquire(&pool->head)) /* A1: pairs with R1 */
 				    : list;
@@ -48,9 +50,12 @@ int lfpi_pool_validate_lists(const lfp_pool_t *pool, uint32_t list, lfp_pool_rep
 				return fail(r, "free stack link out of range", i);
 			if (++steps > count)
 				return fail(r, "free stack has a cycle (an index is on it twice)", i);
+			tail[k] = i;
 			i = lfp_load32_relaxed(&next[i]); /* relaxed: quiescent */
 		}
 	}
+	if (tail[0] != LFP_NIL && tail[0] == tail[1])
+		return fail(r, "a block is on both the free stack and the owner's list", tail[0]);
 	r->free = steps;
 	uint64_t cached_marks = 0, entries = 0, mark_digest = 0, entry_digest = 0, heads = 0;
 	for (uint64_t b = 0; b < count; b++) {
