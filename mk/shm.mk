@@ -72,15 +72,25 @@ test-shm-tsan:
 # (LFP_SHM_TEST_BREAK=1) must fail the crash-point tests, and one that does
 # not stop the world (=2) must fail the concurrent-recovery run.
 SHM_NEG = $(BUILD)/shm-negative
+# The concurrent run catches the broken recovery in about 3 of 4 runs (9 of
+# 12 here), so one try failed CI about once in four; up to SHM_NEG_TRIES
+# seeds are tried and the step passes at the first catch (a false alarm
+# then needs 10 misses: < 1e-5).
+SHM_NEG_TRIES ?= 10
 test-shm-negative:
 	@$(MAKE) --no-print-directory BUILD=$(SHM_NEG)1 EXTRA_CFLAGS='-DLFP_SHM_TEST_BREAK=1 $(EXTRA_CFLAGS)' $(SHM_NEG)1/shm/test_shm
 	@$(MAKE) --no-print-directory BUILD=$(SHM_NEG)2 EXTRA_CFLAGS='-DLFP_SHM_TEST_BREAK=2 $(EXTRA_CFLAGS)' $(SHM_NEG)2/shm/shm_multi
 	@if $(SHM_NEG)1/shm/test_shm --filter 'recover/killed_*' > $(SHM_NEG)1/out.txt 2>&1; then \
 	  echo "FAIL: a recovery that forgets in-flight blocks passed the crash-point tests"; exit 1; fi; \
 	echo "caught (forgets orphans): $$(grep -c FAIL $(SHM_NEG)1/out.txt) crash-point tests failed, as they must"
-	@if $(SHM_NEG)2/shm/shm_multi --inproc --threads 4 --ops 20000 > $(SHM_NEG)2/out.txt 2>&1; then \
-	  echo "FAIL: a recovery that does not stop the world passed the concurrent run"; exit 1; fi; \
-	echo "caught (no stop-the-world): $$(grep -m1 '^FAIL' $(SHM_NEG)2/out.txt)"
+	@for try in $$(seq 1 $(SHM_NEG_TRIES)); do \
+	  $(SHM_NEG)2/shm/shm_multi --inproc --threads 4 --ops 20000 > $(SHM_NEG)2/out.txt 2>&1; rc=$$?; \
+	  case $$rc in \
+	  0) echo "  try $$try: not caught" ;; \
+	  2) echo "FAIL: shm_multi usage error"; exit 1 ;; \
+	  *) echo "caught (no stop-the-world) on try $$try: $$(grep -m1 '^FAIL' $(SHM_NEG)2/out.txt)"; exit 0 ;; \
+	  esac; \
+	done; echo "FAIL: a recovery that does not stop the world passed $(SHM_NEG_TRIES) concurrent runs"; exit 1
 
 test-shm-kill: $(SHM_DIR)/shm_kill $(SHM_STAT)
 	$(SHM_DIR)/shm_kill --reps $(SHM_KILL_REPS) --stat $(SHM_STAT)
