@@ -1053,6 +1053,8 @@ static bool tc_attach(lfp_heap_t *h);
 static FE_NOINLINE void *malloc_big(lfp_heap_t *h, size_t n);
 static inline lfp_atomic_u32 *block_word(const lfp_heap_t *h, uint32_t ci, const lfp_pool_t *pool,
 					 uintptr_t a);
+static FE_INLINE int live_word(const lfp_heap_t *h, uint32_t ci, const lfp_pool_t *pool, const void *p,
+			       lfp_atomic_u32 **st);
 /* Thread tags of owned mode (tc.tid): unique, never 0. */
 static lfp_atomic_u64 own_tags;
 
@@ -1368,11 +1370,10 @@ static FE_INLINE void *own_malloc(lfp_heap_t *h, size_t n)
  */
 static FE_INLINE int own_put(lfp_heap_t *h, uint32_t ci, lfp_pool_t *pool, void *p)
 {
-	lfp_atomic_u32 *st = block_word(h, ci, pool, (uintptr_t)p);
-	if (lfpi_unlikely(st == NULL))
-		return -EINVAL;
-	if (lfpi_unlikely(lfp_load32_relaxed(st) != LFPI_ALLOC)) /* K2: the holder's mark */
-		return -EALREADY;
+	lfp_atomic_u32 *st;
+	int rc = live_word(h, ci, pool, p, &st);
+	if (lfpi_unlikely(rc != 0))
+		return rc;
 	uint32_t i = (uint32_t)(st - lfpi_next(pool));
 #ifdef LFPI_OWN_PLANTED_RACE
 	/* Negative control only (mk/frontend.mk, test-negative-owned): every
@@ -1947,6 +1948,20 @@ static inline lfp_atomic_u32 *block_word(const lfp_heap_t *h, uint32_t ci, const
 	return &lfpi_next(pool)[q];
 }
 
+/* The free checks of tc_put and own_put: 0 and p's state word in *st if p
+ * is an allocated block start of a live class-ci pool (pool); -EINVAL if
+ * it is no block start of one, -EALREADY if the block is not allocated. */
+static FE_INLINE int live_word(const lfp_heap_t *h, uint32_t ci, const lfp_pool_t *pool, const void *p,
+			       lfp_atomic_u32 **st)
+{
+	*st = block_word(h, ci, pool, (uintptr_t)p);
+	if (lfpi_unlikely(*st == NULL))
+		return -EINVAL;
+	if (lfpi_unlikely(lfp_load32_relaxed(*st) != LFPI_ALLOC)) /* K2: the holder's mark */
+		return -EALREADY;
+	return 0;
+}
+
 /*
  * Take p, a pointer into pool (of class ci, by the page map or the
  * directory), into this thread's bin. 0; -EINVAL if p is not a block start
@@ -1963,11 +1978,10 @@ static inline lfp_atomic_u32 *block_word(const lfp_heap_t *h, uint32_t ci, const
  */
 static inline int tc_put(lfp_heap_t *h, uint32_t ci, lfp_pool_t *pool, void *p)
 {
-	lfp_atomic_u32 *st = block_word(h, ci, pool, (uintptr_t)p);
-	if (lfpi_unlikely(st == NULL))
-		return -EINVAL;
-	if (lfpi_unlikely(lfp_load32_relaxed(st) != LFPI_ALLOC)) /* K2: the holder's mark */
-		return -EALREADY;
+	lfp_atomic_u32 *st;
+	int rc = live_word(h, ci, pool, p, &st);
+	if (lfpi_unlikely(rc != 0))
+		return rc;
 	struct fe_bin *b = &tc.bin[ci];
 	if (lfpi_unlikely(tc.id != h->id || b->fn == b->cap))
 		return tc_put_miss(h, ci, pool, p, st);

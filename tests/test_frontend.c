@@ -427,7 +427,7 @@ static void *tc_free_other(void *arg)
 	return NULL;
 }
 
-static void run_thread(void *(*fn)(void *), struct tc_job *j)
+static void run_thread(void *(*fn)(void *), void *j)
 {
 	pthread_t t;
 	cr_assert_eq(pthread_create(&t, NULL, fn, j), 0);
@@ -1013,13 +1013,6 @@ static void *own_free_these(void *arg)
 	return NULL;
 }
 
-static void run_own(void *(*fn)(void *), struct own_job *j)
-{
-	pthread_t t;
-	cr_assert_eq(pthread_create(&t, NULL, fn, j), 0);
-	cr_assert_eq(pthread_join(t, NULL), 0);
-}
-
 Test(heap_owned, the_owner_reuses_its_own_frees_first)
 {
 	lfp_heap_t *h = mk(LFP_HEAP_OWNED);
@@ -1046,7 +1039,7 @@ Test(heap_owned, a_second_free_is_refused_on_either_list)
 	 * (the pool's shared stack). */
 	struct own_job j = { .h = h, .v = v + N / 2, .n = N / 2 };
 	free_all(h, v, N / 2);
-	run_own(own_free_these, &j);
+	run_thread(own_free_these, &j);
 	cr_assert_eq(j.rc, 0);
 	for (int i = 0; i < N; i++) {
 		cr_expect_eq(lfp_heap_free(h, v[i]), -EALREADY, "owner's second free of %d", i);
@@ -1073,7 +1066,7 @@ Test(heap_owned, blocks_another_thread_frees_come_back_to_the_owner)
 	malloc_distinct(h, v, N);
 	uint64_t added = stats_of(h).pools_added;
 	struct own_job j = { .h = h, .v = v, .n = N };
-	run_own(own_free_these, &j);
+	run_thread(own_free_these, &j);
 	cr_assert_eq(j.rc, 0);
 	assert_valid(h);
 	/* The owner's misses take the shared stacks whole: after the never
@@ -1115,7 +1108,7 @@ Test(heap_owned, a_thread_that_exits_gives_up_its_pools)
 	enum { N = 400 };
 	void *v[N];
 	struct own_job j = { .h = h, .v = v, .n = N };
-	run_own(own_alloc_half_and_exit, &j);
+	run_thread(own_alloc_half_and_exit, &j);
 	cr_assert_eq(j.rc, 0);
 	assert_valid(h); /* its own lists went onto the shared stacks */
 	uint64_t added = stats_of(h).pools_added;
