@@ -1108,8 +1108,16 @@ static lfp_atomic_u64 own_tags;
  * every malloc to own_miss. Never written. */
 static lfp_pool_t own_none;
 
-static void own_install(struct own_slot *o, lfp_pool_t *pool)
+static void own_unready(const lfp_heap_t *h, uint32_t ci, lfp_pool_t *pool);
+static void own_relink(lfp_pool_t *pool);
+
+/* Make pool (this thread's, class ci) the current one. */
+static void own_install(const lfp_heap_t *h, uint32_t ci, lfp_pool_t *pool)
 {
+	struct own_slot *o = &tc.own[ci];
+	own_unready(h, ci, pool);
+	own_relink(pool);
+	lfp_store32_relaxed(&pool->own_ready, 1); /* O7: the current pool counts as noted */
 	o->pool = pool;
 	o->next = lfpi_next(pool);
 	o->blocks = lfpi_blocks(pool);
@@ -1117,10 +1125,19 @@ static void own_install(struct own_slot *o, lfp_pool_t *pool)
 	o->count = (uint32_t)pool->count;
 }
 
-static void own_uninstall(struct own_slot *o)
+/* No current pool; the old one (if any) is not touched. */
+static void own_reset(struct own_slot *o)
 {
 	o->pool = &own_none;
 	o->count = 0;
+}
+
+/* The current pool (this thread's) stops being current. */
+static void own_uninstall(struct own_slot *o)
+{
+	if (o->pool != &own_none)
+		lfp_store32_relaxed(&o->pool->own_ready, 0); /* O7: its next free notes it */
+	own_reset(o);
 }
 
 /* This thread's ready list of class ci, and its length (tc.store). */
@@ -1132,6 +1149,20 @@ static uint32_t *own_ready_len(const lfp_heap_t *h, uint32_t ci)
 {
 	return (uint32_t *)(void *)((lfp_pool_t **)(void *)tc.store +
 				    (size_t)h->nclasses * OWN_READY) + ci;
+}
+
+/* Clear pool's note (own_ready): off this thread's ready list of class ci
+ * if it is there. pool is this thread's. */
+static void own_unready(const lfp_heap_t *h, uint32_t ci, lfp_pool_t *pool)
+{
+	if (lfp_load32_relaxed(&pool->own_ready) == 0) /* O7 */
+		return;
+	lfp_pool_t **r = own_ready_list(ci);
+	uint32_t *n = own_ready_len(h, ci);
+	for (uint32_t k = 0; k < *n; k++)
+		if (r[k] == pool)
+			r[k--] = r[--*n];
+	lfp_store32_relaxed(&pool->own_ready, 0); /* O7 */
 }
 
 static size_t own_store_bytes(const lfp_heap_t *h)
@@ -1162,6 +1193,30 @@ static bool own_take_shared(lfp_pool_t *pool)
 		}
 		lfp_backoff(&spins);
 	}
+}
+
+/*
+ * A pool of ours about to become current: if it is completely free, link
+ * all its blocks into the own list in address order (what is on the shared
+ * stack too), so that the mallocs that follow walk next[] and the blocks
+ * forward, as from a fresh pool, instead of in the order of the frees that
+ * emptied it (a cache miss per malloc once that order is random). With
+ * nothing in use no other thread touches the lists: a free of a block that
+ * is not allocated stops at its state word, which never reads LFPI_ALLOC
+ * here. Costs count stores; a pool is installed again only after it was
+ * used up, so at least count frees came between two relinks.
+ */
+static void own_relink(lfp_pool_t *pool)
+{
+	if (own_in_use(pool) != 0)
+		return;
+	(void)own_take_shared(pool); /* O6: the remote frees' blocks, whole */
+	lfp_atomic_u32 *next = lfpi_next(pool);
+	uint32_t n = (uint32_t)pool->count;
+	for (uint32_t i = 0; i + 1 < n; i++)
+		lfp_store32_relaxed(&next[i], i + 1); /* O7: our list */
+	lfp_store32_relaxed(&next[n - 1], LFP_NIL); /* O7 */
+	lfp_store32_relaxed(&pool->own_lhead, 0);   /* O7 */
 }
 
 /* Free blocks of an owned pool: on its own list or its shared stack. */
@@ -1198,14 +1253,7 @@ static void own_disown(const lfp_heap_t *h, lfp_pool_t *pool, uint32_t ci)
 	lfp_store32_relaxed(&pool->own_lhead, LFP_NIL); /* O7 */
 	if (tc.own[ci].pool == pool)
 		own_uninstall(&tc.own[ci]);
-	if (lfp_load32_relaxed(&pool->own_ready) != 0) { /* O7 */
-		lfp_pool_t **r = own_ready_list(ci);
-		uint32_t *n = own_ready_len(h, ci);
-		for (uint32_t k = 0; k < *n; k++)
-			if (r[k] == pool)
-				r[k--] = r[--*n];
-		lfp_store32_relaxed(&pool->own_ready, 0); /* O7 */
-	}
+	own_unready(h, ci, pool);
 	lfp_store64_release(&pool->own_tid, 0); /* O2: pairs with O1/O5 */
 }
 
@@ -1232,21 +1280,25 @@ static void own_disown_all(lfp_heap_t *h)
 {
 	own_disown_some(h, false, UINT32_MAX);
 	for (uint32_t ci = 0; ci < h->nclasses; ci++) {
-		own_uninstall(&tc.own[ci]);
+		own_reset(&tc.own[ci]); /* every pool is given up: touch none */
 		*own_ready_len(h, ci) = 0;
 	}
 }
 
-/* A local free made pool's own list non-empty while another pool is
- * current: remember it (if the list has room; a miss's scan finds the
- * rest). */
-static FE_NOINLINE void own_ready_add(lfp_heap_t *h, uint32_t ci, lfp_pool_t *pool)
+/* A local free to pool, not noted (own_ready 0: neither current, nor on
+ * the ready list, nor noted before): note it, on the ready list if that
+ * has room (a miss's scan finds the rest). The note stays until the pool
+ * is used up as the current pool, or given up, so the frees after this one
+ * skip the call. One test of own_ready, and not `pool == current`, on the
+ * free path: that comparison is a coin toss in a program that frees in
+ * random order, and each misprediction also throws away the overlapped
+ * loads of the frees after it (docs/frontend.md, "Owned pools"). */
+static FE_NOINLINE void own_ready_add(const lfp_heap_t *h, uint32_t ci, lfp_pool_t *pool)
 {
 	uint32_t *n = own_ready_len(h, ci);
-	if (*n < OWN_READY && lfp_load32_relaxed(&pool->own_ready) == 0) { /* O7 */
+	if (*n < OWN_READY)
 		own_ready_list(ci)[(*n)++] = pool;
-		lfp_store32_relaxed(&pool->own_ready, 1); /* O7 */
-	}
+	lfp_store32_relaxed(&pool->own_ready, 1); /* O7 */
 }
 
 /* Make a pool with free blocks current for class ci: from the ready list,
@@ -1261,7 +1313,7 @@ static bool own_find(lfp_heap_t *h, uint32_t ci)
 		lfp_pool_t *pool = r[--*n];
 		lfp_store32_relaxed(&pool->own_ready, 0); /* O7 */
 		if (pool != o->pool && own_has_free(pool)) {
-			own_install(o, pool);
+			own_install(h, ci, pool);
 			return true;
 		}
 	}
@@ -1289,7 +1341,7 @@ static bool own_find(lfp_heap_t *h, uint32_t ci)
 	rcu_unlock();
 	if (got == NULL)
 		return false;
-	own_install(o, got);
+	own_install(h, ci, got);
 	return true;
 }
 
@@ -1386,7 +1438,7 @@ static FE_INLINE int own_put(lfp_heap_t *h, uint32_t ci, lfp_pool_t *pool, void 
 		lfp_store32_relaxed(st, lfp_load32_relaxed(&pool->own_lhead)); /* O7 */
 		lfp_store32_relaxed(&pool->own_lhead, i);                       /* O7 */
 		lfp_store64_relaxed(&pool->own_live, lfp_load64_relaxed(&pool->own_live) - 1); /* O7 */
-		if (lfpi_unlikely(pool != tc.own[ci].pool))
+		if (lfpi_unlikely(lfp_load32_relaxed(&pool->own_ready) == 0)) /* O7 */
 			own_ready_add(h, ci, pool);
 		return 0;
 	}
@@ -1441,7 +1493,7 @@ static bool tc_attach(lfp_heap_t *h)
 									 * matters */
 		memset(tc.store, 0, own_store_bytes(h));
 		for (uint32_t ci = 0; ci < h->nclasses; ci++)
-			own_uninstall(&tc.own[ci]);
+			own_reset(&tc.own[ci]);
 		tc.heap = h;
 		tc.id = h->id;
 		return true;

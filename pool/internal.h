@@ -126,7 +126,8 @@ struct lfp_pool {
 	lfp_atomic_u64 own_rfreed; /* frees by other threads (O3/O4) */
 	lfp_atomic_u32 own_lhead;  /* the owner's free list through next[], or
 				    * LFP_NIL (owner only, as own_live) */
-	lfp_atomic_u32 own_ready;  /* owner only: on its ready list */
+	lfp_atomic_u32 own_ready;  /* owner only: noted for its ready list
+				    * (on it, or it was full) */
 };
 
 #define LFPI_HEADER_SIZE ((sizeof(struct lfp_pool) + 63u) & ~(size_t)63u)

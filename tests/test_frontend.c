@@ -1090,6 +1090,77 @@ Test(heap_owned, blocks_another_thread_frees_come_back_to_the_owner)
 	lfp_heap_destroy(h);
 }
 
+static bool among(const void *p, void *const *v, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (v[i] == p)
+			return true;
+	return false;
+}
+
+Test(heap_owned, a_completely_free_pool_comes_back_in_address_order)
+{
+	lfp_heap_t *h = mk(LFP_HEAP_OWNED);
+	enum { CAP = 8192 };
+	static void *v[CAP], *w[CAP], *mine[CAP], *theirs[CAP];
+	/* Fill the class's first pool: allocate until the class grows a
+	 * second one. The last block is the second pool's. */
+	int n = 0;
+	while (stats_of(h).pools_added < 2) {
+		cr_assert_lt(n, CAP);
+		cr_assert_not_null(v[n++] = lfp_heap_malloc(h, 64));
+	}
+	int n1 = n - 1;
+	/* Free the first pool's blocks in a fixed shuffled order: half by
+	 * the owner (its own list), half by another thread (the pool's
+	 * shared stack). */
+	uint64_t x = 42;
+	for (int i = n1 - 1; i > 0; i--) {
+		x = x * 6364136223846793005u + 1442695040888963407u;
+		int k = (int)((x >> 33) % (uint64_t)(i + 1));
+		void *t = v[i];
+		v[i] = v[k];
+		v[k] = t;
+	}
+	int nm = 0, nt = 0;
+	for (int i = 0; i < n1; i++) {
+		if (i % 2)
+			theirs[nt++] = v[i];
+		else
+			mine[nm++] = v[i];
+	}
+	free_all(h, mine, nm);
+	struct own_job j = { .h = h, .v = theirs, .n = nt };
+	run_thread(own_free_these, &j);
+	cr_assert_eq(j.rc, 0);
+	assert_valid(h);
+	/* Use up the second pool. Then the first one comes back relinked:
+	 * its blocks in ascending address order, each once, before the
+	 * class grows. */
+	int m = 0, first = -1;
+	while (first < 0) {
+		cr_assert_lt(m, CAP - n1);
+		cr_assert_not_null(w[m] = lfp_heap_malloc(h, 64));
+		if (among(w[m], v, n1))
+			first = m;
+		m++;
+	}
+	for (int k = 1; k < n1; k++, m++)
+		cr_assert_not_null(w[m] = lfp_heap_malloc(h, 64));
+	for (int k = 0; k < n1; k++) {
+		cr_assert(among(w[first + k], v, n1), "malloc %d of the first pool is not its block", k);
+		if (k > 0)
+			cr_assert_gt((uintptr_t)w[first + k], (uintptr_t)w[first + k - 1],
+				     "malloc %d of the relinked pool goes backwards", k);
+	}
+	cr_assert_eq(stats_of(h).pools_added, 2, "the class grew instead of reusing");
+	assert_valid(h);
+	free_all(h, w, m);
+	free_all(h, v + n1, 1);
+	assert_valid(h);
+	lfp_heap_destroy(h);
+}
+
 static void *own_alloc_half_and_exit(void *arg)
 {
 	struct own_job *j = arg;
