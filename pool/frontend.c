@@ -1054,7 +1054,7 @@ static FE_NOINLINE void *malloc_big(lfp_heap_t *h, size_t n);
 static inline lfp_atomic_u32 *block_word(const lfp_heap_t *h, uint32_t ci, const lfp_pool_t *pool,
 					 uintptr_t a);
 static FE_INLINE int live_word(const lfp_heap_t *h, uint32_t ci, const lfp_pool_t *pool, const void *p,
-			       lfp_atomic_u32 **st);
+			       lfp_atomic_u32 **st, uint32_t *ix);
 /* Thread tags of owned mode (tc.tid): unique, never 0. */
 static lfp_atomic_u64 own_tags;
 
@@ -1423,10 +1423,10 @@ static FE_INLINE void *own_malloc(lfp_heap_t *h, size_t n)
 static FE_INLINE int own_put(lfp_heap_t *h, uint32_t ci, lfp_pool_t *pool, void *p)
 {
 	lfp_atomic_u32 *st;
-	int rc = live_word(h, ci, pool, p, &st);
+	uint32_t i;
+	int rc = live_word(h, ci, pool, p, &st, &i);
 	if (lfpi_unlikely(rc != 0))
 		return rc;
-	uint32_t i = (uint32_t)(st - lfpi_next(pool));
 #ifdef LFPI_OWN_PLANTED_RACE
 	/* Negative control only (mk/frontend.mk, test-negative-owned): every
 	 * free takes the owner's path, so another thread's free races the
@@ -1956,10 +1956,10 @@ static FE_NOINLINE void *malloc_bad_heap(void)
 	return NULL;
 }
 
-static inline void *heap_malloc(lfp_heap_t *h, size_t n)
+/* heap_malloc of a heap known to be live (the default heap is never
+ * destroyed). */
+static inline void *heap_malloc_live(lfp_heap_t *h, size_t n)
 {
-	if (lfpi_unlikely(!heap_live(h)))
-		return malloc_bad_heap();
 	if (h->flags & LFP_HEAP_OWNED)
 		return own_malloc(h, n);
 	if (lfpi_likely(n <= h->max_class)) {
@@ -1975,6 +1975,13 @@ static inline void *heap_malloc(lfp_heap_t *h, size_t n)
 	return malloc_big(h, n);
 }
 
+static inline void *heap_malloc(lfp_heap_t *h, size_t n)
+{
+	if (lfpi_unlikely(!heap_live(h)))
+		return malloc_bad_heap();
+	return heap_malloc_live(h, n);
+}
+
 void *lfp_heap_malloc(lfp_heap_t *h, size_t n)
 {
 	return heap_malloc(h, n);
@@ -1985,30 +1992,41 @@ void *lfp_heap_malloc(lfp_heap_t *h, size_t n)
 static FE_NOINLINE int tc_put_miss(lfp_heap_t *h, uint32_t ci, lfp_pool_t *pool, void *p,
 				   lfp_atomic_u32 *st);
 
-/* The state word of block start a of pool (the class-ci pool a page-map
- * word or the directory named), or NULL if a is no block start of a live
+/* The index of block start a in pool (the class-ci pool a page-map word
+ * or the directory named), or UINT64_MAX if a is no block start of a live
  * pool of class ci. */
-static inline lfp_atomic_u32 *block_word(const lfp_heap_t *h, uint32_t ci, const lfp_pool_t *pool,
-					 uintptr_t a)
+static inline uint64_t block_index(const lfp_heap_t *h, uint32_t ci, const lfp_pool_t *pool,
+				   uintptr_t a)
 {
 	const struct cls_hot *c = &h->hot[ci];
 	uint64_t q = (uint64_t)(a - (uintptr_t)lfpi_blocks(pool)) * c->inv;
 	q = q >> c->shift | q << ((64u - c->shift) & 63u); /* the index, if a is a block start */
 	if (lfpi_unlikely(q >= pool->count || pool->stride != c->stride ||
 			  pool->magic != LFPI_POOL_MAGIC))
-		return NULL;
-	return &lfpi_next(pool)[q];
+		return UINT64_MAX;
+	return q;
 }
 
-/* The free checks of tc_put and own_put: 0 and p's state word in *st if p
- * is an allocated block start of a live class-ci pool (pool); -EINVAL if
- * it is no block start of one, -EALREADY if the block is not allocated. */
-static FE_INLINE int live_word(const lfp_heap_t *h, uint32_t ci, const lfp_pool_t *pool, const void *p,
-			       lfp_atomic_u32 **st)
+/* The state word of block start a of pool, or NULL (as block_index). */
+static inline lfp_atomic_u32 *block_word(const lfp_heap_t *h, uint32_t ci, const lfp_pool_t *pool,
+					 uintptr_t a)
 {
-	*st = block_word(h, ci, pool, (uintptr_t)p);
-	if (lfpi_unlikely(*st == NULL))
+	uint64_t q = block_index(h, ci, pool, a);
+	return q == UINT64_MAX ? NULL : &lfpi_next(pool)[q];
+}
+
+/* The free checks of tc_put and own_put: 0, p's state word in *st and its
+ * block index in *ix if p is an allocated block start of a live class-ci
+ * pool (pool); -EINVAL if it is no block start of one, -EALREADY if the
+ * block is not allocated. */
+static FE_INLINE int live_word(const lfp_heap_t *h, uint32_t ci, const lfp_pool_t *pool, const void *p,
+			       lfp_atomic_u32 **st, uint32_t *ix)
+{
+	uint64_t q = block_index(h, ci, pool, (uintptr_t)p);
+	if (lfpi_unlikely(q == UINT64_MAX))
 		return -EINVAL;
+	*ix = (uint32_t)q;
+	*st = &lfpi_next(pool)[q];
 	if (lfpi_unlikely(lfp_load32_relaxed(*st) != LFPI_ALLOC)) /* K2: the holder's mark */
 		return -EALREADY;
 	return 0;
@@ -2031,7 +2049,8 @@ static FE_INLINE int live_word(const lfp_heap_t *h, uint32_t ci, const lfp_pool_
 static inline int tc_put(lfp_heap_t *h, uint32_t ci, lfp_pool_t *pool, void *p)
 {
 	lfp_atomic_u32 *st;
-	int rc = live_word(h, ci, pool, p, &st);
+	uint32_t i;
+	int rc = live_word(h, ci, pool, p, &st, &i);
 	if (lfpi_unlikely(rc != 0))
 		return rc;
 	struct fe_bin *b = &tc.bin[ci];
@@ -2627,7 +2646,7 @@ lfp_heap_t *lfp_default_heap(void)
 void *lfp_malloc(size_t n)
 {
 	lfp_heap_t *h = default_heap_get();
-	return h ? heap_malloc(h, n) : NULL;
+	return h ? heap_malloc_live(h, n) : NULL;
 }
 
 /* A bad free through lfp_free: counted already; abort if the heap asks. */
