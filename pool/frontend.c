@@ -1293,12 +1293,31 @@ static void own_disown_all(lfp_heap_t *h)
  * free path: that comparison is a coin toss in a program that frees in
  * random order, and each misprediction also throws away the overlapped
  * loads of the frees after it (docs/frontend.md, "Owned pools"). */
-static FE_NOINLINE void own_ready_add(const lfp_heap_t *h, uint32_t ci, lfp_pool_t *pool)
+static FE_NOINLINE int own_ready_add(const lfp_heap_t *h, uint32_t ci, lfp_pool_t *pool)
 {
 	uint32_t *n = own_ready_len(h, ci);
 	if (*n < OWN_READY)
 		own_ready_list(ci)[(*n)++] = pool;
 	lfp_store32_relaxed(&pool->own_ready, 1); /* O7 */
+	return 0; /* own_put's result: a tail call keeps its fast path frameless */
+}
+
+/* r, which is 0: lets a caller that tests own_put's result call these two
+ * in tail position (no stack frame on free's fast path). */
+static inline int own_zero(int r)
+{
+	if (r != 0)
+		__builtin_unreachable();
+	return r;
+}
+
+/* own_put's free by a thread that does not own pool: block i onto the
+ * shared stack, counted. 0. Out of line, like own_ready_add. */
+static FE_NOINLINE int own_put_remote(lfp_pool_t *pool, uint32_t i)
+{
+	lfpi_stack_push(pool, i); /* R1 */
+	lfp_fetch_add64_release(&pool->own_rfreed, 1); /* O3: pairs with O4; our last touch */
+	return 0;
 }
 
 /* Make a pool with free blocks current for class ci: from the ready list,
@@ -1439,12 +1458,10 @@ static FE_INLINE int own_put(lfp_heap_t *h, uint32_t ci, lfp_pool_t *pool, void 
 		lfp_store32_relaxed(&pool->own_lhead, i);                       /* O7 */
 		lfp_store64_relaxed(&pool->own_live, lfp_load64_relaxed(&pool->own_live) - 1); /* O7 */
 		if (lfpi_unlikely(lfp_load32_relaxed(&pool->own_ready) == 0)) /* O7 */
-			own_ready_add(h, ci, pool);
+			return own_zero(own_ready_add(h, ci, pool));
 		return 0;
 	}
-	lfpi_stack_push(pool, i); /* R1 */
-	lfp_fetch_add64_release(&pool->own_rfreed, 1); /* O3: pairs with O4; our last touch */
-	return 0;
+	return own_zero(own_put_remote(pool, i));
 }
 
 /* Before an automatic trim: a thread in owned mode gives up its completely
@@ -2130,22 +2147,32 @@ static FE_NOINLINE int free_rest(lfp_heap_t *h, void *p)
 /* free in owned mode (h live, p not NULL): the page map's pool, else the
  * directory, the fallback heap or a huge block (free_slow). Bad frees are
  * counted, as by free_rest. */
-static FE_INLINE int own_free(lfp_heap_t *h, void *p)
+static FE_INLINE int own_free_fast(lfp_heap_t *h, void *p)
 {
 	uintptr_t a = (uintptr_t)p;
-	int rc = -EINVAL;
 	if (lfpi_likely(a - h->fh_base < h->fh_len)) {
 		uint64_t w = lfp_load64_acquire(pm_slot(h, a)); /* P2: pairs with P1 */
 		if (lfpi_likely(w != 0))
-			rc = own_put(h, pm_class(w), pm_pool(w), p);
-		if (lfpi_likely(rc == 0))
-			return 0;
+			return own_put(h, pm_class(w), pm_pool(w), p);
 	}
+	return -EINVAL;
+}
+
+/* The rest of own_free, given own_free_fast's result rc != 0. Out of line,
+ * so that the fast path needs no stack frame. */
+static FE_NOINLINE int own_free_rest(lfp_heap_t *h, void *p, int rc)
+{
 	if (rc == -EINVAL)
 		rc = free_slow(h, p); /* no word, or a stale one: the directory decides */
 	if (rc != 0)
 		lfp_fetch_add64_relaxed(&h->bad_frees, 1); /* relaxed: stats */
 	return rc;
+}
+
+static FE_INLINE int own_free(lfp_heap_t *h, void *p)
+{
+	int rc = own_free_fast(h, p);
+	return lfpi_likely(rc == 0) ? 0 : own_free_rest(h, p, rc);
 }
 
 /*
@@ -2643,10 +2670,18 @@ lfp_heap_t *lfp_default_heap(void)
 	return default_heap_get();
 }
 
+/* lfp_malloc's first call (or one after the default heap could not be
+ * made): out of line, so that the usual path needs no stack frame. */
+static FE_NOINLINE void *lfp_malloc_first(size_t n)
+{
+	lfp_heap_t *h = default_heap_slow();
+	return h ? heap_malloc_live(h, n) : NULL;
+}
+
 void *lfp_malloc(size_t n)
 {
-	lfp_heap_t *h = default_heap_get();
-	return h ? heap_malloc_live(h, n) : NULL;
+	lfp_heap_t *h = ptr_load_acquire(&default_heap); /* F5: pairs with F6 */
+	return lfpi_likely(h != NULL) ? heap_malloc_live(h, n) : lfp_malloc_first(n);
 }
 
 /* A bad free through lfp_free: counted already; abort if the heap asks. */
@@ -2657,6 +2692,13 @@ static FE_NOINLINE void lfp_free_bad(const lfp_heap_t *h, void *p, int rc)
 			rc == -EALREADY ? "double free" : "not a block of the default heap");
 		abort();
 	}
+}
+
+static FE_NOINLINE void lfp_free_own_rest(lfp_heap_t *h, void *p, int rc)
+{
+	rc = own_free_rest(h, p, rc); /* keeps errno */
+	if (lfpi_unlikely(rc != 0))
+		lfp_free_bad(h, p, rc);
 }
 
 static FE_NOINLINE void lfp_free_rest(lfp_heap_t *h, void *p)
@@ -2672,9 +2714,9 @@ void lfp_free(void *p)
 		return;
 	lfp_heap_t *h = ptr_load_acquire(&default_heap); /* F5 */
 	if (lfpi_likely(h != NULL) && (h->flags & LFP_HEAP_OWNED)) {
-		int rc = own_free(h, p); /* keeps errno */
+		int rc = own_free_fast(h, p); /* keeps errno */
 		if (lfpi_unlikely(rc != 0))
-			lfp_free_bad(h, p, rc);
+			lfp_free_own_rest(h, p, rc);
 		return;
 	}
 	if (lfpi_likely(h != NULL) && lfpi_likely(free_hit(h, p))) /* the default heap is never destroyed */
