@@ -26,8 +26,8 @@
 #                        library whose remote frees take the owner's path
 #                        (-DLFPI_OWN_PLANTED_RACE) must report a violation
 #   test-replay          every trace replayed once with full checks on the
-#                        simulated heap and the front end (skips cleanly
-#                        without ../shared/traces)
+#                        simulated heap and the front end, with and without
+#                        --owned (skips cleanly without ../shared/traces)
 #
 # Not core: liburcu-bp enters here (docs/frontend.md says why bp). Programs
 # built here link liburcu-bp's static archive when it exists: its read lock
@@ -190,9 +190,10 @@ test-asan-frontend:
 
 test-replay: $(REPLAY)
 	@if [ ! -d "$(FE_TRACES)" ]; then echo "test-replay: SKIP ($(FE_TRACES) absent)"; exit 0; fi; \
-	fails=0; for t in sim lfp; do for set in corners cmu11 real synthetic; do \
-	  echo "+ $(REPLAY) --target $$t --set $$set --reps 0"; \
-	  $(REPLAY) --traces $(FE_TRACES) --target $$t --set $$set --reps 0 > $(BUILD)/replay-$$t-$$set.out; rc=$$?; \
+	fails=0; for t in sim lfp lfp-owned; do for set in corners cmu11 real synthetic; do \
+	  tgt=$${t%-owned}; opt=$$([ $$t = lfp-owned ] && echo --owned); \
+	  echo "+ $(REPLAY) --target $$tgt $$opt --set $$set --reps 0"; \
+	  $(REPLAY) --traces $(FE_TRACES) --target $$tgt $$opt --set $$set --reps 0 > $(BUILD)/replay-$$t-$$set.out; rc=$$?; \
 	  grep -c '^RESULT.*errors=0$$' $(BUILD)/replay-$$t-$$set.out | sed 's/^/  traces replayed clean: /'; \
 	  if [ $$rc -ne 0 ] || grep -q 'errors=[1-9]' $(BUILD)/replay-$$t-$$set.out; then \
 	    echo "test-replay: $$t $$set FAILED (exit $$rc)"; fails=$$((fails+1)); fi; \

@@ -2264,6 +2264,18 @@ size_t lfp_heap_usable_size(lfp_heap_t *h, const void *p)
 	return n;
 }
 
+/* realloc's move: a new block of n bytes, the first `keep` bytes of p
+ * copied, p freed. NULL (ENOMEM) leaves p intact. */
+static void *realloc_move(lfp_heap_t *h, void *p, size_t n, size_t keep)
+{
+	void *q = heap_malloc_live(h, n);
+	if (q == NULL)
+		return NULL;
+	memcpy(q, p, keep < n ? keep : n);
+	(void)heap_free(h, p);
+	return q;
+}
+
 void *lfp_heap_realloc(lfp_heap_t *h, void *p, size_t n)
 {
 	if (!heap_live(h)) {
@@ -2276,6 +2288,21 @@ void *lfp_heap_realloc(lfp_heap_t *h, void *p, size_t n)
 		if (lfp_heap_free(h, p) != 0)
 			errno = EINVAL;
 		return NULL;
+	}
+	/* An allocated class block the page map names (most reallocs): the
+	 * checks of free's fast path, and no read section, for the same
+	 * reason (an allocated block pins its pool). Anything else, a bad
+	 * pointer included, takes the directory below. */
+	uintptr_t a = (uintptr_t)p;
+	if (lfpi_likely(a - h->fh_base < h->fh_len)) {
+		uint64_t w = lfp_load64_acquire(pm_slot(h, a)); /* P2: pairs with P1 */
+		lfp_atomic_u32 *st;
+		uint32_t ci = pm_class(w), i;
+		if (w != 0 && live_word(h, ci, pm_pool(w), p, &st, &i) == 0) {
+			if (n <= h->max_class && class_index(h, n) == ci)
+				return p; /* served by the same class */
+			return realloc_move(h, p, n, h->cls[ci].size);
+		}
 	}
 	rcu_lock();
 	struct owner o = owner_of(h, p);
@@ -2313,12 +2340,7 @@ void *lfp_heap_realloc(lfp_heap_t *h, void *p, size_t n)
 		if (q != NULL)
 			return q;
 	}
-	void *q = lfp_heap_malloc(h, n);
-	if (q == NULL)
-		return NULL; /* ENOMEM; p intact */
-	memcpy(q, p, old < n ? old : n);
-	(void)lfp_heap_free(h, p);
-	return q;
+	return realloc_move(h, p, n, old);
 }
 
 void *lfp_heap_aligned_alloc(lfp_heap_t *h, size_t align, size_t n)

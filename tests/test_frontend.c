@@ -299,7 +299,7 @@ Test(heap_edges, realloc_across_owners_keeps_content)
  * checked mode, and usable_size of it must be 0. */
 Test(heap_edges, realloc_of_freed_class_block_is_einval)
 {
-	static const unsigned modes[] = { 0, LFP_HEAP_CHECKED };
+	static const unsigned modes[] = { 0, LFP_HEAP_CHECKED, LFP_HEAP_OWNED };
 	static const size_t to[] = { 100, 90, 5000, 100000, 3 * HUGE_T };
 	for (size_t m = 0; m < sizeof modes / sizeof *modes; m++) {
 		lfp_heap_t *h = mk(modes[m]);
@@ -312,6 +312,11 @@ Test(heap_edges, realloc_of_freed_class_block_is_einval)
 			cr_expect_null(lfp_heap_realloc(h, p, to[i]), "mode %u: realloc(freed, %zu)",
 				       modes[m], to[i]);
 			cr_expect_eq(errno, EINVAL, "mode %u: realloc(freed, %zu)", modes[m], to[i]);
+			/* Nor a pointer into a live block that is not its start. */
+			errno = 0;
+			cr_expect_null(lfp_heap_realloc(h, (char *)keep + 16, to[i]),
+				       "mode %u: realloc(interior, %zu)", modes[m], to[i]);
+			cr_expect_eq(errno, EINVAL, "mode %u: realloc(interior, %zu)", modes[m], to[i]);
 		}
 		cr_expect_eq(lfp_heap_usable_size(h, p), 0, "mode %u: usable_size(freed)", modes[m]);
 		lfp_heap_stats_t st;
