@@ -45,7 +45,8 @@
 
 #define LFPI_POOL_MAGIC UINT64_C(0x4c46504f4f4c3031) /* "LFPOOL01" */
 #define LFPI_POOL_DEAD UINT64_C(0x4c46504445414421)  /* "LFPDEAD!" */
-#define LFPI_LAYOUT_VERSION 2u /* 2: the front end's owner line in the header */
+#define LFPI_LAYOUT_VERSION 3u /* 2: the front end's owner line in the header;
+				* 3: own_tid and own_rfreed beside head */
 
 #define LFPI_ALLOC UINT32_C(0xFFFFFFFE)
 #define LFPI_FREEING UINT32_C(0xFFFFFFFD)
@@ -93,8 +94,17 @@ struct lfp_pool {
 	uint32_t mag_stride;   /* bytes per magazine, a multiple of 64 */
 
 	/* The free-stack head {tag:32 | index:32}: CAS by alloc (A2) and
-	 * free (R1); alone on its line so counters never false-share with it. */
+	 * free (R1); on its own line so counters never false-share with it.
+	 * The front end's owned mode (pool/frontend.c, LFP_HEAP_OWNED) keeps
+	 * beside it what another thread's free touches: the tag of the one
+	 * thread that allocates from this pool (read by every free, written
+	 * only when a thread claims or gives up the pool) and the count of
+	 * other threads' frees, so such a free (R1 + O3) touches this line
+	 * alone and never the owner's line below. Zero in other pools.
+	 * Process-private pools only (a thread tag, no pointers). */
 	LFP_CACHE_ALIGNED lfp_atomic_u64 head;
+	lfp_atomic_u64 own_tid;    /* 0: no owner (O1/O2) */
+	lfp_atomic_u64 own_rfreed; /* frees by other threads (O3/O4) */
 
 	/* Counters: relaxed, they order nothing (statistics only). */
 	LFP_CACHE_ALIGNED lfp_atomic_u64 n_alloc;
@@ -116,14 +126,11 @@ struct lfp_pool {
 	 * bounds how many empty magazines a thread parks at home. */
 	lfp_atomic_u32 claimed;
 
-	/* The front end's owned mode (pool/frontend.c, LFP_HEAP_OWNED): the
-	 * one thread that allocates from this pool, and its own free list.
-	 * All zero in other pools. Process-private pools only (a thread tag,
-	 * no pointers). */
-	LFP_CACHE_ALIGNED lfp_atomic_u64 own_tid; /* 0: no owner (O1/O2) */
-	lfp_atomic_u64 own_live;   /* owners' allocs minus their own frees
-				    * (owner only: relaxed, handed on by O1/O2) */
-	lfp_atomic_u64 own_rfreed; /* frees by other threads (O3/O4) */
+	/* Owned mode, the owner's line: written on its every malloc and
+	 * free, never touched by other threads' frees. Zero in other pools. */
+	LFP_CACHE_ALIGNED lfp_atomic_u64 own_live; /* owners' allocs minus their
+						    * own frees (owner only:
+						    * relaxed, handed on by O1/O2) */
 	lfp_atomic_u32 own_lhead;  /* the owner's free list through next[], or
 				    * LFP_NIL (owner only, as own_live) */
 	lfp_atomic_u32 own_ready;  /* owner only: noted for its ready list
