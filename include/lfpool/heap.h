@@ -297,13 +297,13 @@ enum {
 	 * the pool's own free list with no atomic read-modify-write; a free by
 	 * any other thread goes to the pool's shared stack (one CAS) and comes
 	 * back to the owner whole. Faster where threads free what they
-	 * allocate (docs/benchmarks-heap.md section 9), with the same exact
-	 * double-free check. The price is memory: a thread's free blocks stay
-	 * in its pools until it exits, uses another heap, or calls
-	 * lfp_heap_cache_flush or lfp_heap_trim, so an idle thread can hold
-	 * whole pools where the default bins hold at most 2 x 4 KiB per class
-	 * (docs/frontend.md, "Owned pools"). Overrides LFP_HEAP_DEPOT; ignored
-	 * with LFP_HEAP_CHECKED. */
+	 * allocate (real-program traces: 1.5x the bins, docs/benchmarks-heap.md
+	 * section 10), with the same exact double-free check. The price is
+	 * memory: a thread's free blocks stay in its pools until it exits,
+	 * uses another heap, or calls lfp_heap_cache_flush or lfp_heap_trim,
+	 * so an idle thread can hold whole pools where the default bins hold
+	 * at most 2 x 4 KiB per class (docs/frontend.md, "Owned pools").
+	 * Overrides LFP_HEAP_DEPOT; ignored with LFP_HEAP_CHECKED. */
 	LFP_HEAP_OWNED = 1u << 4,
 };
 
