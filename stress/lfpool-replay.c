@@ -766,6 +766,11 @@ static void profile(const struct trace *tr, double hist[33], double hist_bytes[3
  * allocates, writes one byte and passes the block through an SPSC ring of
  * 1024 slots; the consumer reads it and frees it (every free is a remote
  * one). CPU ns of both threads per object.
+ * Last, what each kind holds when threads take turns: T_THREADS threads
+ * that stay alive take T_ROUNDS turns each (a mutex and a condition
+ * variable pass the turn); in its turn a thread allocates T_BLOCKS blocks
+ * of 16-64 bytes and frees them in a shuffled order. Pools alive and their
+ * bytes once every turn is done, before the threads exit.
  */
 
 enum { M_POOL, M_HEAP, M_OWNED, M_DEFAULT, M_SYSTEM, M_N };
@@ -949,6 +954,102 @@ static int micro_handoff(unsigned reps)
 	return 0;
 }
 
+enum { T_THREADS = 4, T_ROUNDS = 3, T_BLOCKS = 50000 };
+
+struct turns {
+	lfp_heap_t *h;
+	bool flush;                /* lfp_heap_cache_flush after each turn */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int turn;                  /* under mu */
+	int failed;                /* under mu */
+	lfp_heap_stats_t st;       /* taken by thread 0 once all turns are done */
+};
+
+struct turns_arg {
+	struct turns *t;
+	int me;
+};
+
+static void *turns_thread(void *arg)
+{
+	struct turns_arg *a = arg;
+	struct turns *t = a->t;
+	void **v = xmap(sizeof(void *) * T_BLOCKS);
+	int bad = 0;
+	for (int r = 0; r < T_ROUNDS; r++) {
+		pthread_mutex_lock(&t->mu);
+		while (t->turn % T_THREADS != a->me)
+			pthread_cond_wait(&t->cv, &t->mu);
+		pthread_mutex_unlock(&t->mu);
+		for (uint32_t i = 0; i < T_BLOCKS; i++)
+			if ((v[i] = lfp_heap_malloc(t->h, 16 + (i % 4) * 16)) == NULL)
+				bad = 1;
+		for (uint32_t i = 0; i < T_BLOCKS; i++) /* 7919 is prime: a permutation */
+			if (lfp_heap_free(t->h, v[(uint64_t)i * 7919 % T_BLOCKS]) != 0)
+				bad = 1;
+		if (t->flush)
+			(void)lfp_heap_cache_flush(t->h);
+		pthread_mutex_lock(&t->mu);
+		t->turn++;
+		t->failed |= bad;
+		pthread_cond_broadcast(&t->cv);
+		pthread_mutex_unlock(&t->mu);
+	}
+	/* Stay alive until every turn is done: exiting gives pools back. */
+	pthread_mutex_lock(&t->mu);
+	while (t->turn < T_THREADS * T_ROUNDS)
+		pthread_cond_wait(&t->cv, &t->mu);
+	if (a->me == 0)
+		(void)lfp_heap_stats(t->h, &t->st);
+	pthread_mutex_unlock(&t->mu);
+	munmap(v, sizeof(void *) * T_BLOCKS);
+	return NULL;
+}
+
+static int micro_turns(void)
+{
+	static const struct {
+		const char *name;
+		unsigned flags;
+		bool flush;
+	} kinds[] = {
+		{ "lfp_heap (bins)", 0, false },
+		{ "lfp_heap owned", LFP_HEAP_OWNED, false },
+		{ "lfp_heap owned, lfp_heap_cache_flush after each turn", LFP_HEAP_OWNED, true },
+	};
+	printf("\n# %d threads that stay alive take %d turns each: %d blocks of 16-64 bytes, then "
+	       "their frees shuffled; what the heap holds once all turns are done\n"
+	       "| front end | pools alive | pool KiB | pools ever added |\n",
+	       T_THREADS, T_ROUNDS, T_BLOCKS);
+	for (size_t k = 0; k < sizeof kinds / sizeof *kinds; k++) {
+		lfp_heap_config_t hc = { .flags = kinds[k].flags };
+		struct turns t = { .h = lfp_heap_create(&hc), .flush = kinds[k].flush };
+		struct turns_arg a[T_THREADS];
+		pthread_t th[T_THREADS];
+		if (t.h == NULL || pthread_mutex_init(&t.mu, NULL) != 0 || pthread_cond_init(&t.cv, NULL) != 0)
+			return 1;
+		for (int i = 0; i < T_THREADS; i++) {
+			a[i] = (struct turns_arg){ &t, i };
+			if (pthread_create(&th[i], NULL, turns_thread, &a[i]) != 0)
+				return 1;
+		}
+		for (int i = 0; i < T_THREADS; i++)
+			pthread_join(th[i], NULL);
+		if (t.failed) {
+			fprintf(stderr, "micro: a turn failed\n");
+			return 1;
+		}
+		printf("| %s | %" PRIu64 " | %" PRIu64 " | %" PRIu64 " |\n", kinds[k].name, t.st.pools,
+		       t.st.pool_bytes / 1024, t.st.pools_added);
+		fflush(stdout);
+		(void)lfp_heap_destroy(t.h);
+		pthread_cond_destroy(&t.cv);
+		pthread_mutex_destroy(&t.mu);
+	}
+	return 0;
+}
+
 static int micro(unsigned reps)
 {
 	static const size_t sizes[] = { 16, 64, 256 };
@@ -1005,7 +1106,8 @@ static int micro(unsigned reps)
 			(void)lfp_heap_destroy(c.owned);
 			(void)lfp_pool_destroy(c.pool);
 		}
-	return micro_handoff(reps);
+	int rc = micro_handoff(reps);
+	return rc != 0 ? rc : micro_turns();
 }
 
 /* ---- trace sets --------------------------------------------------------------- */
