@@ -2144,9 +2144,8 @@ static FE_NOINLINE int free_rest(lfp_heap_t *h, void *p)
 	return rc;
 }
 
-/* free in owned mode (h live, p not NULL): the page map's pool, else the
- * directory, the fallback heap or a huge block (free_slow). Bad frees are
- * counted, as by free_rest. */
+/* free in owned mode, its page-map part (h live, p not NULL): 0 if the
+ * page map's pool took p, else the code own_free_rest goes on from. */
 static FE_INLINE int own_free_fast(lfp_heap_t *h, void *p)
 {
 	uintptr_t a = (uintptr_t)p;
@@ -2169,6 +2168,9 @@ static FE_NOINLINE int own_free_rest(lfp_heap_t *h, void *p, int rc)
 	return rc;
 }
 
+/* free in owned mode (h live, p not NULL): the page map's pool, else the
+ * directory, the fallback heap or a huge block (free_slow). Bad frees are
+ * counted, as by free_rest. */
 static FE_INLINE int own_free(lfp_heap_t *h, void *p)
 {
 	int rc = own_free_fast(h, p);
