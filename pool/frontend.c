@@ -1065,16 +1065,19 @@ static lfp_atomic_u64 own_tags;
  * (own_lhead, linked through next[] like the shared stack) with no atomic
  * read-modify-write. A free by any other thread goes onto the pool's shared
  * stack with one CAS (R1) and is counted in own_rfreed (O3); the owner takes
- * that whole stack with one CAS when its own list runs dry (O6). Nothing is
- * ever walked: a fresh pool's stack is taken whole, and blocks leave a list
- * one malloc at a time (the link a malloc reads lies on the state word's
- * line, which it writes anyway).
+ * that whole stack with one CAS when its own list runs dry (O6). No list
+ * is walked on the way: a stack is taken whole, and blocks leave a list one
+ * malloc at a time (the link a malloc reads lies on the state word's line,
+ * which it writes anyway). A pool that is completely free when it becomes
+ * current is relinked in address order (own_relink: count stores, no loads).
  *
- * Per thread and class one current pool (struct own_slot in tc.own[]); an
- * owned pool that gets frees while another is current goes on a short
- * ready list (tc.store, OWN_READY per class); a miss that finds neither
- * scans the class's pools for its own with free blocks, then claims an
- * unowned one (CAS of own_tid 0 -> tc.tid, O1), then grows the class.
+ * Per thread and class one current pool (struct own_slot in tc.own[]); the
+ * first local free to another of its pools notes that pool (own_ready), on
+ * a short ready list (tc.store, OWN_READY per class) if that has room; a
+ * miss takes the ready list, then scans the class's pools for its own with
+ * free blocks (the noted ones the list had no room for among them), then
+ * claims an unowned one (CAS of own_tid 0 -> tc.tid, O1), then grows the
+ * class.
  *
  * The exact double-free check is the bins': a block's state word reads
  * LFPI_ALLOC only while the program holds it; on either list it is a link.
@@ -1203,8 +1206,11 @@ static bool own_take_shared(lfp_pool_t *pool)
  * emptied it (a cache miss per malloc once that order is random). With
  * nothing in use no other thread touches the lists: a free of a block that
  * is not allocated stops at its state word, which never reads LFPI_ALLOC
- * here. Costs count stores; a pool is installed again only after it was
- * used up, so at least count frees came between two relinks.
+ * here. Costs count stores. It runs when a pool this thread used up comes
+ * back (at least count frees came since its last relink), and also when a
+ * pool is claimed: a fresh one (already linked in order by its init) or one
+ * given up (flush, trim, exit) and claimed again, which the give-up's own
+ * walk of the list already costs as much.
  */
 static void own_relink(lfp_pool_t *pool)
 {
@@ -1320,18 +1326,18 @@ static FE_NOINLINE int own_put_remote(lfp_pool_t *pool, uint32_t i)
 	return 0;
 }
 
-/* Make a pool with free blocks current for class ci: from the ready list,
- * then this thread's other pools, then an unowned one (claimed, O1).
- * false if there is none. */
+/* Make a pool with free blocks current for class ci, which has none (the
+ * caller, own_miss, uninstalled it): from the ready list, then this
+ * thread's other pools, then an unowned one (claimed, O1). false if there
+ * is none. */
 static bool own_find(lfp_heap_t *h, uint32_t ci)
 {
-	struct own_slot *o = &tc.own[ci];
 	lfp_pool_t **r = own_ready_list(ci);
 	uint32_t *n = own_ready_len(h, ci);
 	while (*n != 0) {
 		lfp_pool_t *pool = r[--*n];
 		lfp_store32_relaxed(&pool->own_ready, 0); /* O7 */
-		if (pool != o->pool && own_has_free(pool)) {
+		if (own_has_free(pool)) {
 			own_install(h, ci, pool);
 			return true;
 		}
@@ -1341,8 +1347,7 @@ static bool own_find(lfp_heap_t *h, uint32_t ci)
 	const struct poolset *s = ptr_load_acquire(&h->cls[ci].pools); /* F2: pairs with F1 */
 	for (uint32_t k = 0; s != NULL && k < s->n && got == NULL; k++) {
 		lfp_pool_t *pool = s->pool[k];
-		if (pool != o->pool && lfp_load64_relaxed(&pool->own_tid) == tc.tid && /* O7 */
-		    own_has_free(pool))
+		if (lfp_load64_relaxed(&pool->own_tid) == tc.tid && own_has_free(pool)) /* O7 */
 			got = pool;
 	}
 	for (uint32_t k = 0; s != NULL && k < s->n && got == NULL; k++) {

@@ -133,8 +133,8 @@ struct lfp_pool {
 						    * relaxed, handed on by O1/O2) */
 	lfp_atomic_u32 own_lhead;  /* the owner's free list through next[], or
 				    * LFP_NIL (owner only, as own_live) */
-	lfp_atomic_u32 own_ready;  /* owner only: noted for its ready list
-				    * (on it, or it was full) */
+	lfp_atomic_u32 own_ready;  /* owner only: noted (current, on its ready
+				    * list, or noted while the list was full) */
 };
 
 #define LFPI_HEADER_SIZE ((sizeof(struct lfp_pool) + 63u) & ~(size_t)63u)
