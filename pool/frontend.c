@@ -1207,16 +1207,21 @@ static bool own_take_shared(lfp_pool_t *pool)
  * nothing in use no other thread touches the lists: a free of a block that
  * is not allocated stops at its state word, which never reads LFPI_ALLOC
  * here. Costs count stores. It runs when a pool this thread used up comes
- * back (at least count frees came since its last relink), and also when a
- * pool is claimed: a fresh one (already linked in order by its init) or one
- * given up (flush, trim, exit) and claimed again, which the give-up's own
- * walk of the list already costs as much.
+ * back (at least count frees came since its last relink), and when a pool
+ * given up (flush, trim, exit) is claimed again, whose give-up walked its
+ * list, which costs as much. A fresh pool is already in order: skipped.
  */
 static void own_relink(lfp_pool_t *pool)
 {
 	if (own_in_use(pool) != 0)
 		return;
+	/* A stack never touched (tag 0: no CAS ever moved it) is still the
+	 * one the pool's init linked in order. Relaxed: with nothing in use
+	 * no other thread writes the head; O6 below takes it. */
+	bool fresh = lfp_load64_relaxed(&pool->head) == lfp_head_make(0, 0);
 	(void)own_take_shared(pool); /* O6: the remote frees' blocks, whole */
+	if (fresh)
+		return; /* own_lhead is block 0 */
 	lfp_atomic_u32 *next = lfpi_next(pool);
 	uint32_t n = (uint32_t)pool->count;
 	for (uint32_t i = 0; i + 1 < n; i++)
