@@ -18,6 +18,7 @@
 #include "lfp_test.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1162,6 +1163,37 @@ Test(heap_owned, a_completely_free_pool_comes_back_in_address_order)
 	assert_valid(h);
 	free_all(h, w, m);
 	free_all(h, v + n1, 1);
+	assert_valid(h);
+	lfp_heap_destroy(h);
+}
+
+Test(heap_owned, pools_past_a_full_ready_list_are_found_before_the_class_grows)
+{
+	/* 1 KiB pools of 96-byte blocks: many pools, so that more than the
+	 * ready list's 8 get a free while another one is current. */
+	lfp_heap_config_t c = { .flags = LFP_HEAP_OWNED, .reserve = (size_t)1 << 30,
+				.pool_min_bytes = 1024, .pool_max_bytes = 1024 };
+	lfp_heap_t *h = lfp_heap_create(&c);
+	cr_assert_not_null(h);
+	enum { N = 400 };
+	static void *v[N];
+	for (int i = 0; i < N; i++)
+		cr_assert_not_null(v[i] = lfp_heap_malloc(h, 96));
+	uint64_t added = stats_of(h).pools_added;
+	cr_assert_gt(added, 20, "only %" PRIu64 " pools", added);
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < N; i++) /* 157 is prime: every block once */
+			cr_assert_eq(lfp_heap_free(h, v[(i * 157) % N]), 0);
+		assert_valid(h);
+		for (int i = 0; i < N; i++)
+			cr_assert_not_null(v[i] = lfp_heap_malloc(h, 96));
+		cr_assert_eq(stats_of(h).pools_added, added,
+			     "round %d: the class grew while its pools had free blocks", round);
+		for (int i = 0; i < N; i++)
+			for (int k = 0; k < i; k++)
+				cr_assert_neq(v[i], v[k], "round %d: block %d handed out twice", round, i);
+	}
+	free_all(h, v, N);
 	assert_valid(h);
 	lfp_heap_destroy(h);
 }
