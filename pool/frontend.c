@@ -709,7 +709,8 @@ struct fe_tc {
 	struct fe_ent *store; /* every bin's stacks (mmap), store_bytes; owned
 			       * mode: the ready lists */
 	size_t store_bytes;
-	uint64_t tid;        /* owned mode: this thread's tag in own_tid */
+	uint64_t ntid;       /* owned mode: ~(this thread's tag in own_tid);
+			      * 0 until the first attach (own_me) */
 	bool armed;          /* the exit destructor will run */
 	union {
 		struct fe_bin bin[LFP_HEAP_MAX_CLASSES];
@@ -1055,8 +1056,19 @@ static inline lfp_atomic_u32 *block_word(const lfp_heap_t *h, uint32_t ci, const
 					 uintptr_t a);
 static FE_INLINE int live_word(const lfp_heap_t *h, uint32_t ci, const lfp_pool_t *pool, const void *p,
 			       lfp_atomic_u32 **st, uint32_t *ix);
-/* Thread tags of owned mode (tc.tid): unique, never 0. */
+/* Thread tags of owned mode: unique, never 0 (unowned) and never
+ * UINT64_MAX (a thread with no tag yet) or OWN_TRIM. */
 static lfp_atomic_u64 own_tags;
+
+/* This thread's tag as a pool's own_tid holds it. A thread that never
+ * attached to an owned heap gets UINT64_MAX, which no pool holds, so
+ * `own_tid == own_me()` alone says "this thread owns the pool": it owns
+ * pools of the heap it is attached to only (tc_attach gives up those of
+ * the heap before), and free needs no tc.id test. */
+static inline uint64_t own_me(void)
+{
+	return ~tc.ntid;
+}
 
 /*
  * Owned pools (LFP_HEAP_OWNED; docs/frontend.md, "Owned pools"). Instead of
@@ -1076,7 +1088,7 @@ static lfp_atomic_u64 own_tags;
  * a short ready list (tc.store, OWN_READY per class) if that has room; a
  * miss takes the ready list, then scans the class's pools for its own with
  * free blocks (the noted ones the list had no room for among them), then
- * claims an unowned one (CAS of own_tid 0 -> tc.tid, O1), then grows the
+ * claims an unowned one (CAS of own_tid 0 -> own_me(), O1), then grows the
  * class.
  *
  * The exact double-free check is the bins': a block's state word reads
@@ -1101,7 +1113,7 @@ static lfp_atomic_u64 own_tags;
  * O5 acquire CAS of own_tid 0 -> OWN_TRIM by trim (a candidate no thread
  *    can claim meanwhile), and validate's acquire load; pairs with O2.
  * O6 acquire CAS taking the shared stack whole; pairs with R1.
- * O7 relaxed own_lhead, own_live, own_ready and own_tid == tc.tid: written
+ * O7 relaxed own_lhead, own_live, own_ready and own_tid == own_me(): written
  *    by the owner only, handed to the next owner by O2/O1 (a thread reads
  *    its own tag there exactly: only it writes it in or out).
  */
@@ -1279,7 +1291,7 @@ static void own_disown_some(lfp_heap_t *h, bool only_free, uint32_t except)
 		const struct poolset *s = ptr_load_acquire(&h->cls[ci].pools); /* F2: pairs with F1 */
 		for (uint32_t k = 0; s != NULL && k < s->n; k++) {
 			lfp_pool_t *pool = s->pool[k];
-			if (lfp_load64_relaxed(&pool->own_tid) == tc.tid && /* O7 */
+			if (lfp_load64_relaxed(&pool->own_tid) == own_me() && /* O7 */
 			    (!only_free || own_in_use(pool) == 0))
 				own_disown(h, pool, ci);
 		}
@@ -1352,7 +1364,7 @@ static bool own_find(lfp_heap_t *h, uint32_t ci)
 	const struct poolset *s = ptr_load_acquire(&h->cls[ci].pools); /* F2: pairs with F1 */
 	for (uint32_t k = 0; s != NULL && k < s->n && got == NULL; k++) {
 		lfp_pool_t *pool = s->pool[k];
-		if (lfp_load64_relaxed(&pool->own_tid) == tc.tid && own_has_free(pool)) /* O7 */
+		if (lfp_load64_relaxed(&pool->own_tid) == own_me() && own_has_free(pool)) /* O7 */
 			got = pool;
 	}
 	for (uint32_t k = 0; s != NULL && k < s->n && got == NULL; k++) {
@@ -1363,7 +1375,7 @@ static bool own_find(lfp_heap_t *h, uint32_t ci)
 		 * empty: our next miss moves on. */
 		if (lfp_load64_relaxed(&pool->own_tid) == 0 &&
 		    lfp_head_index(lfp_load64_relaxed(&pool->head)) != LFP_NIL &&
-		    lfp_cas64_acquire(&pool->own_tid, &none, tc.tid)) /* O1: pairs with O2 */
+		    lfp_cas64_acquire(&pool->own_tid, &none, own_me())) /* O1: pairs with O2 */
 			got = pool;
 	}
 	/* A pool we own is never retired: it outlives the read section. */
@@ -1462,7 +1474,7 @@ static FE_INLINE int own_put(lfp_heap_t *h, uint32_t ci, lfp_pool_t *pool, void 
 	 * owner's plain list updates. conc_frontend --owned must catch it. */
 	if (lfp_load64_relaxed(&pool->own_tid) != 0) { /* O7 */
 #else
-	if (lfpi_likely(tc.id == h->id && lfp_load64_relaxed(&pool->own_tid) == tc.tid)) { /* O7 */
+	if (lfpi_likely(lfp_load64_relaxed(&pool->own_tid) == own_me())) { /* O7 */
 #endif
 		lfp_store32_relaxed(st, lfp_load32_relaxed(&pool->own_lhead)); /* O7 */
 		lfp_store32_relaxed(&pool->own_lhead, i);                       /* O7 */
@@ -1515,9 +1527,9 @@ static bool tc_attach(lfp_heap_t *h)
 			return false;
 	}
 	if (owned) {
-		if (tc.tid == 0)
-			tc.tid = lfp_fetch_add64_relaxed(&own_tags, 1) + 1; /* relaxed: only uniqueness
-									 * matters */
+		if (tc.ntid == 0)
+			tc.ntid = ~(lfp_fetch_add64_relaxed(&own_tags, 1) + 1); /* relaxed: only
+										 * uniqueness matters */
 		memset(tc.store, 0, own_store_bytes(h));
 		for (uint32_t ci = 0; ci < h->nclasses; ci++)
 			own_reset(&tc.own[ci]);
@@ -2028,7 +2040,7 @@ static inline uint64_t block_index(const lfp_heap_t *h, uint32_t ci, const lfp_p
 	const struct cls_hot *c = &h->hot[ci];
 	uint64_t q = (uint64_t)(a - (uintptr_t)lfpi_blocks(pool)) * c->inv;
 	q = q >> c->shift | q << ((64u - c->shift) & 63u); /* the index, if a is a block start */
-	if (lfpi_unlikely(q >= pool->count || pool->stride != c->stride ||
+	if (lfpi_unlikely(q >= pool->count ||
 			  pool->magic != LFPI_POOL_MAGIC))
 		return UINT64_MAX;
 	return q;
@@ -2386,7 +2398,7 @@ void *lfp_heap_aligned_alloc(lfp_heap_t *h, size_t align, size_t n)
  * (tc.own, a ready list) and none can claim it while it is out of its
  * class's pool array; a claim in that window would leave a pool that its
  * owner's disown scan cannot find. own_release_candidate gives it back. */
-#define OWN_TRIM UINT64_MAX
+#define OWN_TRIM (UINT64_MAX - 1) /* no thread's tag (own_me) */
 static bool pool_all_free(const lfp_heap_t *h, lfp_pool_t *pool)
 {
 	if (h->flags & LFP_HEAP_OWNED) {
