@@ -704,6 +704,11 @@ struct own_slot {
 };
 _Static_assert(sizeof(struct own_slot) <= sizeof(struct fe_bin), "owned mode adds no TLS");
 struct fe_tc {
+	union {              /* first: a slot's address is the thread pointer's
+			      * offset plus ci * 32, one base for its fields */
+		struct fe_bin bin[LFP_HEAP_MAX_CLASSES];
+		struct own_slot own[LFP_HEAP_MAX_CLASSES]; /* LFP_HEAP_OWNED */
+	};
 	uint64_t id;         /* the heap whose blocks the bins hold; 0: none */
 	lfp_heap_t *heap;    /* that heap, while it is on the live list */
 	struct fe_ent *store; /* every bin's stacks (mmap), store_bytes; owned
@@ -712,10 +717,6 @@ struct fe_tc {
 	uint64_t ntid;       /* owned mode: ~(this thread's tag in own_tid);
 			      * 0 until the first attach (own_me) */
 	bool armed;          /* the exit destructor will run */
-	union {
-		struct fe_bin bin[LFP_HEAP_MAX_CLASSES];
-		struct own_slot own[LFP_HEAP_MAX_CLASSES]; /* LFP_HEAP_OWNED */
-	};
 };
 /* initial-exec: a fixed offset from the thread pointer, no __tls_get_addr
  * call from the shared library (it needs ~1 KiB of static TLS). */
