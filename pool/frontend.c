@@ -715,11 +715,12 @@ struct fe_tc {
 			       * mode: the ready lists */
 	size_t store_bytes;
 	uint64_t ntid;       /* owned mode: ~(this thread's tag in own_tid);
-			      * 0 until the first attach (own_me) */
+			      * 0 until the first attach to an owned heap
+			      * (own_me) */
 	bool armed;          /* the exit destructor will run */
 };
 /* initial-exec: a fixed offset from the thread pointer, no __tls_get_addr
- * call from the shared library (it needs ~1 KiB of static TLS). */
+ * call from the shared library (it needs ~2 KiB of static TLS). */
 static _Thread_local struct fe_tc tc __attribute__((tls_model("initial-exec")));
 
 #define TC_STACK_BYTES ((size_t)4 << 10) /* one stack holds at most this many bytes... */
@@ -2041,7 +2042,10 @@ static inline uint64_t block_index(const lfp_heap_t *h, uint32_t ci, const lfp_p
 	const struct cls_hot *c = &h->hot[ci];
 	uint64_t q = (uint64_t)(a - (uintptr_t)lfpi_blocks(pool)) * c->inv;
 	q = q >> c->shift | q << ((64u - c->shift) & 63u); /* the index, if a is a block start */
-	if (lfpi_unlikely(q >= pool->count ||
+	/* The stride check costs nothing measurable (benchmarks-heap.md
+	 * section 11) and refuses a stale pointer whose pool was retired and
+	 * whose address now starts a pool of another class. */
+	if (lfpi_unlikely(q >= pool->count || pool->stride != c->stride ||
 			  pool->magic != LFPI_POOL_MAGIC))
 		return UINT64_MAX;
 	return q;
