@@ -1004,6 +1004,7 @@ static lfp_heap_stats_t stats_of(lfp_heap_t *h)
 
 struct own_job {
 	lfp_heap_t *h;
+	lfp_heap_t *h2; /* own_free_these_after_bins: a heap with bins */
 	void **v;
 	int n;
 	int rc;
@@ -1281,30 +1282,46 @@ Test(heap_owned, an_idle_owners_pools_are_not_retired_under_it)
 	lfp_heap_destroy(h);
 }
 
+/* own_free_these, by a thread that first attaches to a heap with bins
+ * (j->h2): it has thread state, but still no owned-mode tag. */
+static void *own_free_these_after_bins(void *arg)
+{
+	struct own_job *j = arg;
+	void *q = lfp_heap_malloc(j->h2, 48);
+	if (q == NULL || lfp_heap_free(j->h2, q) != 0)
+		j->rc = -ENOMEM;
+	return own_free_these(arg);
+}
+
 /* A thread that never allocated from an owned heap has no tag yet. Its
  * free of a block in a pool that nobody owns (given up by a flush while the
  * block was out) must go to the pool's shared stack, not to an owner's
  * list: owned free tests only "own_tid == this thread's tag", so a thread
- * with no tag must not match an unowned pool's 0. */
+ * with no tag must not match an unowned pool's 0. Two such threads: one
+ * with no thread state at all, one attached to a heap with bins. */
 Test(heap_owned, a_thread_with_no_tag_frees_into_an_unowned_pool_as_a_remote_free)
 {
-	lfp_heap_t *h = mk(LFP_HEAP_OWNED);
-	enum { N = 500 };
-	static void *v[N], *w[N];
-	malloc_distinct(h, v, N);
-	cr_assert_eq(lfp_heap_cache_flush(h), 0); /* gives the pools up, blocks out */
-	uint64_t added = stats_of(h).pools_added;
-	struct own_job j = { .h = h, .v = v, .n = N };
-	run_thread(own_free_these, &j); /* a fresh thread: no tag */
-	cr_assert_eq(j.rc, 0);
-	assert_valid(h); /* "a pool no thread owns has an owner's free list" */
-	cr_assert_eq(stats_of(h).bad_frees, 0);
-	/* The blocks come back to the next owner, and the class does not grow. */
-	malloc_distinct(h, w, N);
-	cr_assert_eq(stats_of(h).pools_added, added, "the class grew instead of reusing");
-	free_all(h, w, N);
-	assert_valid(h);
-	lfp_heap_destroy(h);
+	lfp_heap_t *bins = mk(0);
+	for (int shape = 0; shape < 2; shape++) {
+		lfp_heap_t *h = mk(LFP_HEAP_OWNED);
+		enum { N = 500 };
+		static void *v[N], *w[N];
+		malloc_distinct(h, v, N);
+		cr_assert_eq(lfp_heap_cache_flush(h), 0); /* gives the pools up, blocks out */
+		uint64_t added = stats_of(h).pools_added;
+		struct own_job j = { .h = h, .h2 = bins, .v = v, .n = N };
+		run_thread(shape == 0 ? own_free_these : own_free_these_after_bins, &j);
+		cr_assert_eq(j.rc, 0, "shape %d", shape);
+		assert_valid(h); /* "a pool no thread owns has an owner's free list" */
+		cr_assert_eq(stats_of(h).bad_frees, 0, "shape %d", shape);
+		/* The blocks come back to the next owner; the class does not grow. */
+		malloc_distinct(h, w, N);
+		cr_assert_eq(stats_of(h).pools_added, added, "shape %d: the class grew", shape);
+		free_all(h, w, N);
+		assert_valid(h);
+		lfp_heap_destroy(h);
+	}
+	lfp_heap_destroy(bins);
 }
 
 Test(heap_owned, flush_and_trim_return_the_callers_pools)
