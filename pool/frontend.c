@@ -719,9 +719,16 @@ struct fe_tc {
 			      * (own_me) */
 	bool armed;          /* the exit destructor will run */
 };
-/* initial-exec: a fixed offset from the thread pointer, no __tls_get_addr
- * call from the shared library (it needs ~2 KiB of static TLS). */
+/* The static library: initial-exec, a fixed offset from the thread
+ * pointer. The shared library (LFPI_SHARED_LIB, Makefile) uses the default
+ * model through TLS descriptors: this block is ~2 KiB, and a library with
+ * initial-exec TLS must find all of its TLS in the few hundred bytes of
+ * static TLS that glibc keeps for dlopen(), or it cannot be dlopen()ed. */
+#ifdef LFPI_SHARED_LIB
+static _Thread_local struct fe_tc tc;
+#else
 static _Thread_local struct fe_tc tc __attribute__((tls_model("initial-exec")));
+#endif
 
 #define TC_STACK_BYTES ((size_t)4 << 10) /* one stack holds at most this many bytes... */
 #define TC_STACK_MAX 64u                 /* ...and at most this many blocks */

@@ -303,8 +303,9 @@ struct lfpi_last {
 	struct lfp_cache *cache;
 };
 extern LFPI_HIDDEN _Thread_local struct lfpi_last lfpi_last
-#if defined(__GNUC__) || defined(__clang__)
-	__attribute__((tls_model("initial-exec")))
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(LFPI_SHARED_LIB)
+	__attribute__((tls_model("initial-exec"))) /* not in the shared library:
+						      * see tc in pool/frontend.c */
 #endif
 	;
 
