@@ -719,11 +719,12 @@ struct fe_tc {
 			      * (own_me) */
 	bool armed;          /* the exit destructor will run */
 };
-/* The static library: initial-exec, a fixed offset from the thread
- * pointer. The shared library (LFPI_SHARED_LIB, Makefile) uses the default
- * model through TLS descriptors: this block is ~2 KiB, and a library with
- * initial-exec TLS must find all of its TLS in the few hundred bytes of
- * static TLS that glibc keeps for dlopen(), or it cannot be dlopen()ed. */
+/* Initial-exec: a fixed offset from the thread pointer. A shared library
+ * built with SO_TLS=dynamic (LFPI_SHARED_LIB, Makefile) uses the default
+ * model through TLS descriptors instead: this block is ~2 KiB, and a
+ * library with initial-exec TLS must find all of its TLS in the few
+ * hundred bytes of static TLS that glibc keeps for dlopen(), or it cannot
+ * be dlopen()ed. */
 #ifdef LFPI_SHARED_LIB
 static _Thread_local struct fe_tc tc;
 #else

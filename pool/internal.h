@@ -304,7 +304,7 @@ struct lfpi_last {
 };
 extern LFPI_HIDDEN _Thread_local struct lfpi_last lfpi_last
 #if (defined(__GNUC__) || defined(__clang__)) && !defined(LFPI_SHARED_LIB)
-	__attribute__((tls_model("initial-exec"))) /* not in the shared library:
+	__attribute__((tls_model("initial-exec"))) /* not with SO_TLS=dynamic:
 						      * see tc in pool/frontend.c */
 #endif
 	;
