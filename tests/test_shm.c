@@ -47,6 +47,9 @@ static const char *tname(void)
 {
 	cr_assert_lt(n_names, MAX_NAMES);
 	snprintf(names[n_names], sizeof names[0], "/lfpt-%d-%d", (int)getpid(), n_names);
+	/* A name left by a killed run of a process with our pid (pids wrap)
+	 * would make the first create fail with EEXIST. */
+	shm_unlink(names[n_names]);
 	return names[n_names++];
 }
 
@@ -64,6 +67,7 @@ TestSuite(corrupt, .fini = cleanup, .timeout = 30);
 TestSuite(init, .fini = cleanup, .timeout = 20);
 TestSuite(recover, .fini = cleanup, .timeout = 30);
 TestSuite(perm, .fini = cleanup, .timeout = 20);
+TestSuite(cli, .fini = cleanup, .timeout = 30);
 
 static lfp_shm_config_t cfg(size_t size, size_t count)
 {
