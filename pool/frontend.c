@@ -719,17 +719,36 @@ struct fe_tc {
 			      * (own_me) */
 	bool armed;          /* the exit destructor will run */
 };
-/* Initial-exec: a fixed offset from the thread pointer. A shared library
- * built with SO_TLS=dynamic (LFPI_SHARED_LIB, Makefile) uses the default
- * model through TLS descriptors instead: this block is ~2 KiB, and a
- * library with initial-exec TLS must find all of its TLS in the few
- * hundred bytes of static TLS that glibc keeps for dlopen(), or it cannot
- * be dlopen()ed. */
-#ifdef LFPI_SHARED_LIB
-static _Thread_local struct fe_tc tc;
-#else
-static _Thread_local struct fe_tc tc __attribute__((tls_model("initial-exec")));
-#endif
+/*
+ * The thread state (~2 KiB) lives in a page of its own (tc_own_state),
+ * reached through one initial-exec pointer: a fixed offset from the thread
+ * pointer, no call, and 8 bytes of static TLS. A library with initial-exec
+ * TLS must find all of its TLS in the few hundred bytes of static TLS that
+ * glibc keeps for dlopen(), or dlopen() refuses it; the state itself in TLS
+ * did not fit. A thread that has not attached to a heap points at tc_none,
+ * all zero, which reads as "no heap, no tag, no bins"; every write to the
+ * state comes after an attach (tc_attach gives the thread its own page
+ * first), and lfp_heap_validate checks that tc_none is still zero.
+ */
+static struct fe_tc tc_none;
+static _Thread_local struct fe_tc *tc_state __attribute__((tls_model("initial-exec"))) = &tc_none;
+#define tc (*tc_state)
+
+/* Give this thread a state of its own (zero) if it has none. false if
+ * there is no memory for it. */
+static bool tc_own_state(void)
+{
+	if (tc_state != &tc_none)
+		return true;
+	int saved = errno; /* not the caller's failure: it goes on without bins */
+	void *m = mmap(NULL, sizeof(struct fe_tc), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+		       -1, 0);
+	errno = saved;
+	if (m == MAP_FAILED)
+		return false;
+	tc_state = m;
+	return true;
+}
 
 #define TC_STACK_BYTES ((size_t)4 << 10) /* one stack holds at most this many bytes... */
 #define TC_STACK_MAX 64u                 /* ...and at most this many blocks */
@@ -1053,11 +1072,14 @@ static void tc_exit(void *arg)
 {
 	(void)arg;
 	tc_detach();
-	tc.armed = false;
 	if (tc.store != NULL)
 		munmap(tc.store, tc.store_bytes);
-	tc.store = NULL;
-	tc.store_bytes = 0;
+	/* A later call of this thread (another destructor) starts over from
+	 * tc_none, and arms the key again. */
+	struct fe_tc *mine = tc_state;
+	tc_state = &tc_none;
+	if (mine != &tc_none)
+		munmap(mine, sizeof *mine);
 }
 
 static bool tc_attach(lfp_heap_t *h);
@@ -1513,9 +1535,10 @@ static bool tc_attach(lfp_heap_t *h)
 		return false;
 	tc_detach();
 	if (!tc.armed) {
-		if (pthread_once(&tc_once, tc_init_once) != 0 || !tc_key_ok ||
-		    pthread_setspecific(tc_exit_key, &tc) != 0)
+		if (pthread_once(&tc_once, tc_init_once) != 0 || !tc_key_ok || !tc_own_state())
 			return false;
+		if (pthread_setspecific(tc_exit_key, tc_state) != 0)
+			return false; /* the page stays this thread's, unarmed: the next attach retries */
 		tc.armed = true;
 	}
 	size_t need = 0;
@@ -2597,6 +2620,10 @@ int lfp_heap_validate(lfp_heap_t *h, const char **why)
 			*why = "not a live heap";
 		return -EINVAL;
 	}
+	const unsigned char *z = (const unsigned char *)&tc_none;
+	for (size_t i = 0; i < sizeof tc_none && !w; i++)
+		if (z[i] != 0)
+			w = "the thread state of threads with none (tc_none) was written";
 	rcu_lock();
 	const struct dir *d = ptr_load_acquire(&h->dir); /* F4 */
 	uint32_t small = 0;
