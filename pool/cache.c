@@ -83,6 +83,7 @@
 #include "internal.h"
 
 #include <pthread.h>
+#include <sys/mman.h>
 #include <string.h>
 
 #define TLS_ENTRIES 64u /* power of two */
@@ -118,7 +119,15 @@ struct lfpi_tls {
 	uint32_t serial;              /* thread serial for owner tags */
 };
 
-static _Thread_local struct lfpi_tls tls;
+/* The thread's table (~9.5 KiB) lives in pages of its own, reached through
+ * one initial-exec pointer, so that the library's static TLS stays small
+ * enough for dlopen() (as tc in pool/frontend.c). A thread with no table
+ * points at tls_none, all zero: no entries, not registered. tls_register
+ * gives the thread its own table before anything writes it; validate
+ * checks that tls_none is still zero. */
+static struct lfpi_tls tls_none;
+static _Thread_local struct lfpi_tls *tls_cur __attribute__((tls_model("initial-exec"))) = &tls_none;
+#define tls (*tls_cur)
 
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct lfpi_tls *reg_head; /* under reg_mu */
@@ -1113,6 +1122,15 @@ static bool tls_register(void)
 		return true;
 	if (pthread_once(&reg_once, reg_init) != 0 || !reg_key_ok)
 		return false;
+	if (tls_cur == &tls_none) {
+		int saved = errno; /* not the caller's failure: it runs uncached */
+		void *m = mmap(NULL, sizeof(struct lfpi_tls), PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		errno = saved;
+		if (m == MAP_FAILED)
+			return false;
+		tls_cur = m;
+	}
 	pthread_mutex_lock(&reg_mu);
 	tls.prev = NULL;
 	tls.next = reg_head;
@@ -1169,6 +1187,12 @@ static void tls_exit(void *arg)
 	t->registered = false;
 	pthread_mutex_unlock(&reg_mu);
 	lfpi_last = (struct lfpi_last){ NULL, 0, NULL };
+	/* Off the registry: no other thread reaches t now. A later call of
+	 * this thread (another destructor) starts over from tls_none. */
+	if (tls_cur == t)
+		tls_cur = &tls_none;
+	if (t != &tls_none)
+		munmap(t, sizeof *t);
 }
 
 static uint32_t tls_hash(const lfp_pool_t *p)
@@ -1584,6 +1608,10 @@ int lfpi_cache_validate(const lfp_pool_t *p, lfp_pool_report_t *r, uint64_t *ent
 	*entries = 0;
 	*digest = 0;
 	*heads = 0;
+	const unsigned char *z = (const unsigned char *)&tls_none;
+	for (size_t i = 0; i < sizeof tls_none; i++)
+		if (z[i] != 0)
+			return vfail(r, "the table of threads with none (tls_none) was written", UINT32_MAX);
 	if (p->n_mags > LFPI_CACHE_MAX_MAGS || p->n_mags < 2 * p->cache_slots)
 		return vfail(r, "cache header out of range", UINT32_MAX);
 	if ((rc = walk_mags(p, &p->depot_full, false, seen, r)) < 0 ||
