@@ -72,20 +72,6 @@ LDLIBS_LIB := $(call pc_libs,$(LIB_PKGS)) -lpthread
 
 LIB_OBJS  := $(patsubst %.c,$(OBJ)/%.o,$(LIB_SRCS))
 CORE_OBJS := $(patsubst %.c,$(OBJ)/%.o,$(CORE_SRCS))
-# The shared library. By default it is built from the same objects as the
-# static one, whose per-thread state is initial-exec TLS (about 12 KiB):
-# the fastest calls, but dlopen() refuses such a library unless glibc's
-# static TLS reserve is raised (GLIBC_TUNABLES=glibc.rtld.optional_static_tls=16384).
-# SO_TLS=dynamic builds it from objects of its own (LFPI_SHARED_LIB) with no
-# initial-exec TLS, through TLS descriptors where the compiler has them: it
-# can be dlopen()ed, and each call costs about 2 ns more (README, "Loading
-# the shared library with dlopen()"). test-dlopen checks both.
-ifeq ($(SO_TLS),dynamic)
-TLS_DIALECT := $(shell $(CC) -mtls-dialect=gnu2 -x c -c -o /dev/null /dev/null 2>/dev/null && echo -mtls-dialect=gnu2)
-SO_OBJS   := $(patsubst %.c,$(OBJ)/so/%.o,$(LIB_SRCS))
-else
-SO_OBJS   := $(LIB_OBJS)
-endif
 
 .PHONY: all lib core deps-build deps-test test check clean install uninstall \
         asan tsan ubsan docs $(TEST_STEPS)
@@ -98,10 +84,6 @@ $(OBJ)/%.o: %.c $(wildcard include/*.h include/lfpool/*.h pool/*.h atomics/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-$(OBJ)/so/%.o: %.c $(wildcard include/*.h include/lfpool/*.h pool/*.h atomics/*.h)
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -DLFPI_SHARED_LIB $(TLS_DIALECT) -c $< -o $@
-
 $(STATIC): $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
@@ -110,7 +92,7 @@ $(CORE_LIB): $(CORE_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(SHARED): $(SO_OBJS)
+$(SHARED): $(LIB_OBJS)
 	$(CC) -shared -Wl,-soname,liblfpool.so.$(SOVERSION) $(LDFLAGS_SAN) -o $@ $^ $(LDLIBS_LIB)
 	ln -sf liblfpool.so.$(VERSION) $(BUILD)/liblfpool.so.$(SOVERSION)
 	ln -sf liblfpool.so.$(SOVERSION) $(BUILD)/liblfpool.so

@@ -303,9 +303,8 @@ struct lfpi_last {
 	struct lfp_cache *cache;
 };
 extern LFPI_HIDDEN _Thread_local struct lfpi_last lfpi_last
-#if (defined(__GNUC__) || defined(__clang__)) && !defined(LFPI_SHARED_LIB)
-	__attribute__((tls_model("initial-exec"))) /* not with SO_TLS=dynamic:
-						      * see tc in pool/frontend.c */
+#if defined(__GNUC__) || defined(__clang__)
+	__attribute__((tls_model("initial-exec")))
 #endif
 	;
 
