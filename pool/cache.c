@@ -80,6 +80,7 @@
  *       stolen); a drainer or validate runs once the owner is dead or
  *       quiescent, ordered by K7/K8, a join, or destroy's contract.
  */
+#define _DEFAULT_SOURCE /* MAP_ANONYMOUS where only -std=c11 is given (the standalone core) */
 #include "internal.h"
 
 #include <pthread.h>
@@ -124,13 +125,18 @@ struct lfpi_tls {
  * enough for dlopen() (as tc in pool/frontend.c). A thread with no table
  * points at tls_none, all zero: no entries, not registered. tls_register
  * gives the thread its own table before anything writes it; validate
- * checks that tls_none is still zero. */
+ * checks that tls_none is still zero. An exited thread's table is kept for
+ * the next thread that needs one (tls_spare), never unmapped: a handle
+ * used after its thread's exit (from a later key destructor, say) then
+ * meets a disarmed entry and gets EINVAL, as when the table was TLS, not
+ * an unmapped page. */
 static struct lfpi_tls tls_none;
 static _Thread_local struct lfpi_tls *tls_cur __attribute__((tls_model("initial-exec"))) = &tls_none;
 #define tls (*tls_cur)
 
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct lfpi_tls *reg_head; /* under reg_mu */
+static struct lfpi_tls *tls_spare; /* exited threads' tables, linked by next (reg_mu) */
 static pthread_once_t reg_once = PTHREAD_ONCE_INIT;
 static pthread_key_t reg_key;
 static bool reg_key_ok; /* written once under reg_once */
@@ -1123,13 +1129,23 @@ static bool tls_register(void)
 	if (pthread_once(&reg_once, reg_init) != 0 || !reg_key_ok)
 		return false;
 	if (tls_cur == &tls_none) {
-		int saved = errno; /* not the caller's failure: it runs uncached */
-		void *m = mmap(NULL, sizeof(struct lfpi_tls), PROT_READ | PROT_WRITE,
-			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		errno = saved;
-		if (m == MAP_FAILED)
-			return false;
-		tls_cur = m;
+		pthread_mutex_lock(&reg_mu);
+		struct lfpi_tls *t = tls_spare;
+		if (t != NULL)
+			tls_spare = t->next;
+		pthread_mutex_unlock(&reg_mu);
+		if (t != NULL) {
+			memset(t, 0, sizeof *t);
+		} else {
+			int saved = errno; /* not the caller's failure: it runs uncached */
+			void *m = mmap(NULL, sizeof(struct lfpi_tls), PROT_READ | PROT_WRITE,
+				       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			errno = saved;
+			if (m == MAP_FAILED)
+				return false;
+			t = m;
+		}
+		tls_cur = t;
 	}
 	pthread_mutex_lock(&reg_mu);
 	tls.prev = NULL;
@@ -1167,6 +1183,8 @@ static void tc_clear_key(struct lfpi_tc *c)
 static void tls_exit(void *arg)
 {
 	struct lfpi_tls *t = arg;
+	if (t == &tls_none)
+		return; /* never registered (not reached: the key holds a table) */
 
 	pthread_mutex_lock(&reg_mu);
 	for (uint32_t e = 0; e < TLS_ENTRIES; e++) {
@@ -1183,16 +1201,17 @@ static void tls_exit(void *arg)
 		reg_head = t->next;
 	if (t->next)
 		t->next->prev = t->prev;
-	t->next = t->prev = NULL;
+	t->prev = NULL;
 	t->registered = false;
-	pthread_mutex_unlock(&reg_mu);
-	lfpi_last = (struct lfpi_last){ NULL, 0, NULL };
-	/* Off the registry: no other thread reaches t now. A later call of
-	 * this thread (another destructor) starts over from tls_none. */
+	/* Off the registry; kept for the next thread (its entries disarmed). A
+	 * later call of this thread (another destructor) starts over from
+	 * tls_none. */
+	t->next = tls_spare;
+	tls_spare = t;
 	if (tls_cur == t)
 		tls_cur = &tls_none;
-	if (t != &tls_none)
-		munmap(t, sizeof *t);
+	pthread_mutex_unlock(&reg_mu);
+	lfpi_last = (struct lfpi_last){ NULL, 0, NULL };
 }
 
 static uint32_t tls_hash(const lfp_pool_t *p)
@@ -1280,7 +1299,7 @@ lfp_cache_t *lfp_pool_cache(lfp_pool_t *pool)
 	else
 		c = tc_create(pool, true);
 	if (c == NULL) {
-		errno = ENOSPC;
+		errno = tls.registered ? ENOSPC : ENOMEM; /* no table for this thread */
 		return NULL;
 	}
 	return &c->pub;

@@ -704,8 +704,8 @@ struct own_slot {
 };
 _Static_assert(sizeof(struct own_slot) <= sizeof(struct fe_bin), "owned mode adds no TLS");
 struct fe_tc {
-	union {              /* first: a slot's address is the thread pointer's
-			      * offset plus ci * 32, one base for its fields */
+	union {              /* first: a slot's address is the state's plus
+			      * ci * 32, one base for its fields */
 		struct fe_bin bin[LFP_HEAP_MAX_CLASSES];
 		struct own_slot own[LFP_HEAP_MAX_CLASSES]; /* LFP_HEAP_OWNED */
 	};
@@ -718,6 +718,7 @@ struct fe_tc {
 			      * 0 until the first attach to an owned heap
 			      * (own_me) */
 	bool armed;          /* the exit destructor will run */
+	struct fe_tc *spare_next; /* on tc_spare, once its thread has exited */
 };
 /*
  * The thread state (~2 KiB) lives in a page of its own (tc_own_state),
@@ -728,11 +729,15 @@ struct fe_tc {
  * did not fit. A thread that has not attached to a heap points at tc_none,
  * all zero, which reads as "no heap, no tag, no bins"; every write to the
  * state comes after an attach (tc_attach gives the thread its own page
- * first), and lfp_heap_validate checks that tc_none is still zero.
+ * first), and lfp_heap_validate checks that tc_none is still zero. An
+ * exited thread's page is kept for the next thread that attaches
+ * (tc_spare, under tc_lock), never unmapped.
  */
 static struct fe_tc tc_none;
 static _Thread_local struct fe_tc *tc_state __attribute__((tls_model("initial-exec"))) = &tc_none;
 #define tc (*tc_state)
+static pthread_mutex_t tc_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct fe_tc *tc_spare; /* tc_lock */
 
 /* Give this thread a state of its own (zero) if it has none. false if
  * there is no memory for it. */
@@ -740,13 +745,23 @@ static bool tc_own_state(void)
 {
 	if (tc_state != &tc_none)
 		return true;
-	int saved = errno; /* not the caller's failure: it goes on without bins */
-	void *m = mmap(NULL, sizeof(struct fe_tc), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-		       -1, 0);
-	errno = saved;
-	if (m == MAP_FAILED)
-		return false;
-	tc_state = m;
+	pthread_mutex_lock(&tc_lock);
+	struct fe_tc *t = tc_spare;
+	if (t != NULL)
+		tc_spare = t->spare_next;
+	pthread_mutex_unlock(&tc_lock);
+	if (t != NULL) {
+		memset(t, 0, sizeof *t);
+	} else {
+		int saved = errno; /* not the caller's failure: it goes on without bins */
+		void *m = mmap(NULL, sizeof(struct fe_tc), PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		errno = saved;
+		if (m == MAP_FAILED)
+			return false;
+		t = m;
+	}
+	tc_state = t;
 	return true;
 }
 
@@ -757,7 +772,6 @@ static bool tc_own_state(void)
 					  * sizes, and they would dominate
 					  * the worst-case hoard */
 
-static pthread_mutex_t tc_lock = PTHREAD_MUTEX_INITIALIZER;
 static lfp_heap_t *tc_heaps; /* the live heaps (tc_lock) */
 static pthread_once_t tc_once = PTHREAD_ONCE_INIT;
 static pthread_key_t tc_exit_key;
@@ -1075,11 +1089,16 @@ static void tc_exit(void *arg)
 	if (tc.store != NULL)
 		munmap(tc.store, tc.store_bytes);
 	/* A later call of this thread (another destructor) starts over from
-	 * tc_none, and arms the key again. */
+	 * tc_none, and arms the key again. The page waits for the next
+	 * thread. */
 	struct fe_tc *mine = tc_state;
 	tc_state = &tc_none;
-	if (mine != &tc_none)
-		munmap(mine, sizeof *mine);
+	if (mine != &tc_none) {
+		pthread_mutex_lock(&tc_lock);
+		mine->spare_next = tc_spare;
+		tc_spare = mine;
+		pthread_mutex_unlock(&tc_lock);
+	}
 }
 
 static bool tc_attach(lfp_heap_t *h);
