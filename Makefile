@@ -92,8 +92,10 @@ $(CORE_LIB): $(CORE_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
+# -z nodelete: dlclose() must not unmap the library while thread-exit
+# destructors of its pthread keys are still due in live threads.
 $(SHARED): $(LIB_OBJS)
-	$(CC) -shared -Wl,-soname,liblfpool.so.$(SOVERSION) $(LDFLAGS_SAN) -o $@ $^ $(LDLIBS_LIB)
+	$(CC) -shared -Wl,-soname,liblfpool.so.$(SOVERSION) -Wl,-z,nodelete $(LDFLAGS_SAN) -o $@ $^ $(LDLIBS_LIB)
 	ln -sf liblfpool.so.$(VERSION) $(BUILD)/liblfpool.so.$(SOVERSION)
 	ln -sf liblfpool.so.$(SOVERSION) $(BUILD)/liblfpool.so
 

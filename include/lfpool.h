@@ -341,9 +341,10 @@ typedef struct lfp_cache {
  * The calling thread's cache handle for pool, made on first use. A pool
  * without a cache (LFP_POOL_NO_CACHE), or one whose cache slots are all
  * taken, still gives a handle: its calls then go to the shared stack.
- * @return the handle; NULL with errno EINVAL (pool not live) or ENOSPC (this
+ * @return the handle; NULL with errno EINVAL (pool not live), ENOSPC (this
  *         thread already holds handles for too many pools: 64 at most,
- *         fewer when their hashes collide).
+ *         fewer when their hashes collide) or ENOMEM (no memory for this
+ *         thread's table of caches).
  * Concurrency: any thread, for itself. Ordering: none (no block changes
  * hands). Progress: lock-free, except that a thread's first use of a pool's
  * cache takes a process-wide mutex once.

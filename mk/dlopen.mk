@@ -17,9 +17,11 @@ $(BUILD)/tests/dlopen_smoke: tests/dlopen_smoke.c include/lfpool.h
 	$(CC) $(CFLAGS) $< -o $@ -ldl -lpthread $(LDFLAGS_SAN)
 
 test-dlopen: $(BUILD)/tests/dlopen_smoke $(SHARED)
+	@command -v readelf >/dev/null || { echo "test-dlopen: readelf (binutils) is missing"; exit 1; }
 	@tls=$$(readelf -lW $(BUILD)/liblfpool.so | awk '$$1 == "TLS" { print $$6 }'); \
 	tls=$$(( $${tls:-0} )); \
 	echo "liblfpool.so TLS segment: $$tls bytes (at most $(DLOPEN_TLS_MAX))"; \
 	if [ "$$tls" -gt $(DLOPEN_TLS_MAX) ]; then \
 	  echo "test-dlopen: the library's TLS outgrew $(DLOPEN_TLS_MAX) bytes"; exit 1; fi
+	@readelf -dW $(BUILD)/liblfpool.so | grep -q NODELETE || { echo "test-dlopen: the library is not linked -z nodelete"; exit 1; }
 	$(BUILD)/tests/dlopen_smoke $(BUILD)/liblfpool.so

@@ -5,12 +5,15 @@
  * memory in static TLS block") unless all of its TLS fits in the few
  * hundred bytes glibc keeps for that; lfpool's thread state is therefore
  * behind small pointers (mk/dlopen.mk). Exercises the default heap, an
- * owned heap and a cached
- * pool from the main thread and from threads that exit (their TLS and key
- * destructors run), then validates. Exit 0 and "ok", or 1 with the reason.
- * A watchdog (alarm) turns a hang into a failure.
+ * owned heap and a cached pool from the main thread, from a thread that
+ * existed before the dlopen() and from threads that exit (their key
+ * destructors run); a cache handle used from a key destructor that runs
+ * after the library's must get EINVAL, not a crash (the thread's table
+ * stays mapped). Then validates. Exit 0 and "ok", or 1 with the reason. A
+ * watchdog (alarm) turns a hang into a failure.
  */
 #include <dlfcn.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -35,6 +38,8 @@ static struct {
 	int (*pool_free)(lfp_pool_t *, void *);
 	int (*pool_validate)(const lfp_pool_t *, lfp_pool_report_t *);
 	int (*pool_destroy)(lfp_pool_t *);
+	lfp_cache_t *(*pool_cache)(lfp_pool_t *);
+	int (*cache_free_slow)(lfp_cache_t *, void *);
 } f;
 
 static lfp_heap_t *owned;
@@ -82,6 +87,35 @@ static void *thread_main(void *arg)
 	return (void *)(size_t)work((unsigned)(size_t)arg);
 }
 
+/* A thread started before dlopen(): it waits for the library, then works. */
+static pthread_barrier_t loaded;
+static void *early_main(void *arg)
+{
+	pthread_barrier_wait(&loaded);
+	return thread_main(arg);
+}
+
+/* A key created after the library's: its destructor runs after theirs and
+ * uses the thread's (now stale) cache handle. */
+static pthread_key_t late_key;
+static int late_rc = 1; /* the stale free's result; 1: not run */
+struct late { lfp_cache_t *h; void *p; };
+static void late_dtor(void *arg)
+{
+	struct late *l = arg;
+	late_rc = f.cache_free_slow(l->h, l->p);
+}
+static void *late_main(void *arg)
+{
+	static struct late l;
+	(void)arg;
+	if ((l.h = f.pool_cache(pool)) == NULL || (l.p = f.pool_alloc(pool)) == NULL)
+		return (void *)1;
+	if (pthread_key_create(&late_key, late_dtor) != 0 || pthread_setspecific(late_key, &l) != 0)
+		return (void *)1;
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -89,7 +123,11 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	alarm(60);
-	void *lib = dlopen(argv[1], RTLD_NOW | RTLD_NODELETE);
+	pthread_t early;
+	if (pthread_barrier_init(&loaded, NULL, 2) != 0 ||
+	    pthread_create(&early, NULL, early_main, (void *)(size_t)99) != 0)
+		return fail("pthread_create (early)");
+	void *lib = dlopen(argv[1], RTLD_NOW);
 	if (lib == NULL) {
 		printf("dlopen_smoke: dlopen: %s\n", dlerror());
 		return 1;
@@ -113,6 +151,8 @@ int main(int argc, char **argv)
 	SYM(pool_free, "lfp_pool_free");
 	SYM(pool_validate, "lfp_pool_validate");
 	SYM(pool_destroy, "lfp_pool_destroy");
+	SYM(pool_cache, "lfp_pool_cache");
+	SYM(cache_free_slow, "lfp_cache_free_slow");
 
 	lfp_heap_config_t hc = { .flags = LFP_HEAP_OWNED };
 	lfp_pool_config_t pc = { .block_size = 64, .block_count = (THREADS + 1) * N };
@@ -120,6 +160,20 @@ int main(int argc, char **argv)
 		return fail("create");
 	if (work(0) != 0)
 		return fail("main thread");
+	pthread_barrier_wait(&loaded);
+	void *erc;
+	if (pthread_join(early, &erc) != 0 || erc != NULL)
+		return fail("the thread from before dlopen()");
+	pthread_t late;
+	void *lrc;
+	if (pthread_create(&late, NULL, late_main, NULL) != 0 || pthread_join(late, &lrc) != 0 ||
+	    lrc != NULL)
+		return fail("the late-key thread");
+	if (late_rc != -EINVAL) {
+		printf("dlopen_smoke: a stale handle from a late key destructor gave %d, not -EINVAL\n",
+		       late_rc);
+		return 1;
+	}
 	pthread_t t[THREADS];
 	for (int i = 0; i < THREADS; i++)
 		if (pthread_create(&t[i], NULL, thread_main, (void *)(size_t)(i + 1)) != 0)
