@@ -80,11 +80,9 @@
  *       stolen); a drainer or validate runs once the owner is dead or
  *       quiescent, ordered by K7/K8, a join, or destroy's contract.
  */
-#define _DEFAULT_SOURCE /* MAP_ANONYMOUS where only -std=c11 is given (the standalone core) */
 #include "internal.h"
 
 #include <pthread.h>
-#include <sys/mman.h>
 #include <string.h>
 
 #define TLS_ENTRIES 64u /* power of two */
@@ -1134,17 +1132,10 @@ static bool tls_register(void)
 		if (t != NULL)
 			tls_spare = t->next;
 		pthread_mutex_unlock(&reg_mu);
-		if (t != NULL) {
+		if (t != NULL)
 			memset(t, 0, sizeof *t);
-		} else {
-			int saved = errno; /* not the caller's failure: it runs uncached */
-			void *m = mmap(NULL, sizeof(struct lfpi_tls), PROT_READ | PROT_WRITE,
-				       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-			errno = saved;
-			if (m == MAP_FAILED)
-				return false;
-			t = m;
-		}
+		else if ((t = lfpi_map_zeroed(sizeof *t)) == NULL)
+			return false; /* the caller runs uncached */
 		tls_cur = t;
 	}
 	pthread_mutex_lock(&reg_mu);

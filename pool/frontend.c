@@ -750,17 +750,10 @@ static bool tc_own_state(void)
 	if (t != NULL)
 		tc_spare = t->spare_next;
 	pthread_mutex_unlock(&tc_lock);
-	if (t != NULL) {
+	if (t != NULL)
 		memset(t, 0, sizeof *t);
-	} else {
-		int saved = errno; /* not the caller's failure: it goes on without bins */
-		void *m = mmap(NULL, sizeof(struct fe_tc), PROT_READ | PROT_WRITE,
-			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		errno = saved;
-		if (m == MAP_FAILED)
-			return false;
-		t = m;
-	}
+	else if ((t = lfpi_map_zeroed(sizeof *t)) == NULL)
+		return false; /* the caller goes on without bins */
 	tc_state = t;
 	return true;
 }

@@ -166,6 +166,10 @@ struct lfpi_mapping {
 };
 LFPI_HIDDEN int lfpi_map_region(const struct lfpi_layout *lay, struct lfpi_mapping *m);
 LFPI_HIDDEN void lfpi_unmap_region(const struct lfpi_mapping *m);
+/* size bytes of fresh zeroed private memory (a per-thread block: the front
+ * end's thread state, the cache's table), or NULL; errno is left as it was
+ * (the caller goes on without the block). */
+LFPI_HIDDEN void *lfpi_map_zeroed(size_t size);
 LFPI_HIDDEN void lfpi_adopt_mapping(lfp_pool_t *p, const struct lfpi_mapping *m);
 
 static inline lfp_atomic_u32 *lfpi_next(const lfp_pool_t *p)

@@ -234,6 +234,14 @@ void lfpi_unmap_region(const struct lfpi_mapping *m)
 	munmap(m->map, (size_t)m->size);
 }
 
+void *lfpi_map_zeroed(size_t size)
+{
+	int saved = errno;
+	void *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	errno = saved;
+	return m == MAP_FAILED ? NULL : m;
+}
+
 void lfpi_adopt_mapping(lfp_pool_t *p, const struct lfpi_mapping *m)
 {
 	p->flags |= LFPI_OWNS_MAPPING;
