@@ -106,12 +106,12 @@ FE_CONC_DIV_asan := 3
 FE_CONC_DIV = $(or $(FE_CONC_DIV_$(SAN)),1)
 FE_CONC_OPS = $$(( 200000 / $(FE_CONC_DIV) ))
 FE_CONC_CONFIGS = \
-  "--threads 4 --ops $(FE_CONC_OPS)" \
+  "--threads 4 --ops $(FE_CONC_OPS) --rounds 3" \
   "--threads 8 --ops $(FE_CONC_OPS) --checked" \
   "--threads 3 --ops $(FE_CONC_OPS) --small-pools" \
   "--threads 6 --ops $(FE_CONC_OPS) --depot --bursts" \
   "--threads 3 --ops $(FE_CONC_OPS) --small-pools --depot --bursts" \
-  "--threads 6 --ops $(FE_CONC_OPS) --owned --bursts" \
+  "--threads 6 --ops $(FE_CONC_OPS) --owned --bursts --rounds 3" \
   "--threads 3 --ops $(FE_CONC_OPS) --small-pools --owned"
 
 test-conc-frontend: $(FE_DIR)/conc_frontend

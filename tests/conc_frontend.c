@@ -238,7 +238,7 @@ int main(int argc, char **argv)
 	uint64_t ops = 100000, timeout = 120;
 	const char *seed_arg = NULL;
 	bool checked = false, small_pools = false, depot = false, bursts = false, owned = false;
-	uint64_t preempt = 0, stall = 100;
+	uint64_t preempt = 0, stall = 100, rounds = 1;
 	for (int i = 1; i < argc; i++) {
 		uint64_t v;
 		if (!strcmp(argv[i], "--threads") && i + 1 < argc && lfpt_parse_u64(argv[i + 1], &v)) {
@@ -265,9 +265,12 @@ int main(int argc, char **argv)
 			i++;
 		} else if (!strcmp(argv[i], "--stall") && i + 1 < argc && lfpt_parse_u64(argv[i + 1], &stall)) {
 			i++;
+		} else if (!strcmp(argv[i], "--rounds") && i + 1 < argc && lfpt_parse_u64(argv[i + 1], &rounds) &&
+			   rounds >= 1) {
+			i++;
 		} else {
 			fprintf(stderr, "usage: %s [--threads N] [--ops N] [--checked] [--small-pools] [--depot] [--owned] [--bursts] [--preempt US] [--stall N] "
-					"[--seed S] [--timeout SEC]\n", argv[0]);
+					"[--rounds R] [--seed S] [--timeout SEC]\n", argv[0]);
 			return LFPT_EXIT_USAGE;
 		}
 	}
@@ -312,7 +315,23 @@ int main(int argc, char **argv)
 		fprintf(stderr, "pthread_create\n");
 		return LFPT_EXIT_USAGE;
 	}
-	lfpt_threads_run(nthreads, worker_main, w, sizeof w[0]);
+	/* --rounds R: R generations of threads, ops/R each; a thread's state
+	 * and cache table go back at its exit and serve the next generation,
+	 * which also frees what the last one left in the mailboxes. */
+	for (uint64_t round = 0; round < rounds; round++) {
+		if (round > 0) {
+			lfpt_barrier_destroy(&start);
+			lfpt_barrier_init(&start, nthreads);
+			const char *rwhy = NULL;
+			LFPT_CHECK(lfp_heap_validate(h, &rwhy) == 0, "validate after round %" PRIu64 ": %s",
+				   round, rwhy ? rwhy : "?");
+		}
+		for (unsigned i = 0; i < nthreads; i++) {
+			w[i].ops = ops / rounds;
+			w[i].seed = seed + round;
+		}
+		lfpt_threads_run(nthreads, worker_main, w, sizeof w[0]);
+	}
 	lfp_store32_relaxed(&trim_stop, 1); /* relaxed: a hint; the join below orders */
 	pthread_join(tt, NULL);
 
