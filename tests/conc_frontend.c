@@ -308,32 +308,34 @@ int main(int argc, char **argv)
 					.boxes = boxes, .start = &start, .seed = seed, .bursts = bursts,
 					.preempt = (unsigned)preempt };
 	}
-	lfp_init32(&trim_stop, 0);
 	struct trimmer tr = { .h = h };
-	pthread_t tt;
-	if (pthread_create(&tt, NULL, trimmer_main, &tr) != 0) {
-		fprintf(stderr, "pthread_create\n");
-		return LFPT_EXIT_USAGE;
-	}
 	/* --rounds R: R generations of threads, ops/R each; a thread's state
 	 * and cache table go back at its exit and serve the next generation,
-	 * which also frees what the last one left in the mailboxes. */
+	 * which also frees what the last one left in the mailboxes. Between
+	 * rounds the heap is quiescent (workers joined, trimmer stopped) and
+	 * must validate. */
 	for (uint64_t round = 0; round < rounds; round++) {
 		if (round > 0) {
-			lfpt_barrier_destroy(&start);
-			lfpt_barrier_init(&start, nthreads);
 			const char *rwhy = NULL;
 			LFPT_CHECK(lfp_heap_validate(h, &rwhy) == 0, "validate after round %" PRIu64 ": %s",
 				   round, rwhy ? rwhy : "?");
+			lfpt_barrier_destroy(&start);
+			lfpt_barrier_init(&start, nthreads);
 		}
 		for (unsigned i = 0; i < nthreads; i++) {
 			w[i].ops = ops / rounds;
 			w[i].seed = seed + round;
 		}
+		lfp_store32_relaxed(&trim_stop, 0); /* relaxed: the create below orders */
+		pthread_t tt;
+		if (pthread_create(&tt, NULL, trimmer_main, &tr) != 0) {
+			fprintf(stderr, "pthread_create\n");
+			return LFPT_EXIT_USAGE;
+		}
 		lfpt_threads_run(nthreads, worker_main, w, sizeof w[0]);
+		lfp_store32_relaxed(&trim_stop, 1); /* relaxed: a hint; the join below orders */
+		pthread_join(tt, NULL);
 	}
-	lfp_store32_relaxed(&trim_stop, 1); /* relaxed: a hint; the join below orders */
-	pthread_join(tt, NULL);
 
 	/* What is still in the mailboxes goes back now. */
 	uint64_t allocs = 0, frees = 0, handoffs = 0, huge = 0;
