@@ -9,6 +9,10 @@
 #   make replay-bin      just build $(BUILD)/lfpool-replay
 #   make bench-frontend  (part of make bench) the class fast path against the
 #                        pool's own: lfpool-replay --micro
+#   make turns           what each allocator holds when 4 threads take turns
+#                        (stress/lfpool-turns.c): glibc, jemalloc, mimalloc
+#                        and tcmalloc (preloaded, when installed), the lfpool
+#                        heap with bins and with owned pools
 #
 # Test steps:
 #   test-heap            tests/test_heap.c (Criterion): the fallback heap
@@ -54,7 +58,7 @@ FE_TRACES  ?= $(abspath $(CURDIR)/../shared/traces)
 REPLAY_ARGS ?=
 REPLAY      = $(BUILD)/lfpool-replay
 
-.PHONY: replay replay-bin bench-frontend negd-build test-negative-depot nego-build test-negative-owned
+.PHONY: replay replay-bin bench-frontend turns negd-build test-negative-depot nego-build test-negative-owned
 
 # make bench also measures the front end's class fast path against the
 # pool's own (lfpool-replay --micro: hot pair and batch-shuffled, 16/64/256 B).
@@ -67,6 +71,22 @@ $(REPLAY): stress/lfpool-replay.c $(FE_DEPS) $(BUILD)/liblfpool.a
 	$(CC) $(CFLAGS) $< -o $@ $(STATIC) $(FE_LDLIBS) -lm $(LDFLAGS_SAN)
 
 replay-bin: $(REPLAY)
+
+TURNS = $(BUILD)/lfpool-turns
+TURNS_PEERS = jemalloc.so.2 mimalloc.so.2 tcmalloc.so.4
+$(TURNS): stress/lfpool-turns.c $(FE_DEPS) $(BUILD)/liblfpool.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< -o $@ $(STATIC) $(FE_LDLIBS) $(LDFLAGS_SAN)
+
+turns: $(TURNS)
+	@echo "| heap | RssAnon growth, KiB, all turns done, threads alive |"; echo "|---|---|"; \
+	$(TURNS) --heap system || exit 1; \
+	for lib in $(TURNS_PEERS); do \
+	  so=/usr/lib/$$($(CC) -print-multiarch)/lib$$lib; \
+	  if [ -e "$$so" ]; then LD_PRELOAD=$$so $(TURNS) --heap system || exit 1; \
+	  else echo "| lib$$lib: not installed | - |"; fi; \
+	done; \
+	$(TURNS) --heap bins && $(TURNS) --heap owned
 
 replay: $(REPLAY)
 	@if [ ! -d "$(FE_TRACES)" ]; then echo "replay: SKIP ($(FE_TRACES) absent)"; exit 0; fi; \
