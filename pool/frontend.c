@@ -2130,8 +2130,9 @@ static FE_INLINE int live_word(const lfp_heap_t *h, uint32_t ci, const lfp_pool_
  * none: a live block pins its pool. A stale pointer there can meet a word
  * whose pool is being retired: the memory stays mapped (the fallback heap's
  * reservation) and the checks refuse it, unless the retirement and the
- * reuse of the region both complete inside the few instructions between
- * the checks and the mark (docs/frontend.md, "Bad frees").
+ * reuse of the region (as a pool of the same class at the same address)
+ * both complete between the page-map load and the mark (docs/frontend.md,
+ * "Bad frees").
  */
 static inline int tc_put(lfp_heap_t *h, uint32_t ci, lfp_pool_t *pool, void *p)
 {
