@@ -863,8 +863,13 @@ static int driver(int argc, char **argv)
 		for (unsigned i = 0; i < nrows; i++) {
 			printf("| %s |", rows[i].name);
 			for (unsigned z = 0; z < o.n_sizes; z++) {
+				bool failed = false;
+				for (unsigned rep = 0; rep < o.reps; rep++)
+					failed |= cpu[i][z][rep] == -1;
 				if (cpu[i][z][0] == DNF)
 					printf(" DNF (> %u s) | - | - |", o.child_timeout);
+				else if (failed) /* a child that failed: its message is on stderr */
+					printf(" failed | - | - |");
 				else if (glibc >= 0 && mc[glibc][z] > 0)
 					printf(" %.2f | %.2f | %.2f |", mc[i][z], mc[i][z] / mc[glibc][z],
 					       mw[i][z]);
