@@ -143,6 +143,8 @@ static void usage(FILE *f)
 "      --max-size B      largest request of the sizes workload (default 4096)\n"
 "      --checked         pools with LFP_POOL_CHECKED (race-proof double-free check)\n"
 "      --pool-stats      pools with LFP_POOL_STATS\n"
+"      --heap-bins       sizes and trace: the front end with per-thread bins\n"
+"                        (LFP_HEAP_BINS) instead of owned pools (the default)\n"
 "      --trace NAME      malloc-lab trace for 'trace' (default amptjp-bal; a\n"
 "                        name under ../shared/traces or a path)\n"
 "\n"
@@ -283,7 +285,7 @@ static const struct peer *find_peer(const char *name)
 
 enum {
 	OPT_BACKEND = 256, OPT_COMPARE, OPT_REPS, OPT_TOPOLOGY, OPT_PLAN, OPT_BLOCK_SIZE,
-	OPT_BLOCKS, OPT_BATCH, OPT_MAX_SIZE, OPT_CHECKED, OPT_POOL_STATS, OPT_TRACE, OPT_PROCS,
+	OPT_BLOCKS, OPT_BATCH, OPT_MAX_SIZE, OPT_CHECKED, OPT_POOL_STATS, OPT_HEAP_BINS, OPT_TRACE, OPT_PROCS,
 	OPT_KILL_EVERY, OPT_WATCHDOG, OPT_STOP_ON_VIOLATION, OPT_SELF_TEST, OPT_BROKEN_BIN,
 	OPT_JSON, OPT_CSV, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_LABEL, OPT_CHILD, OPT_INJECT_HANG,
 };
@@ -311,6 +313,7 @@ static void parse_args(struct st_opts *o, int argc, char **argv)
 		{ "max-size", required_argument, NULL, OPT_MAX_SIZE },
 		{ "checked", no_argument, NULL, OPT_CHECKED },
 		{ "pool-stats", no_argument, NULL, OPT_POOL_STATS },
+		{ "heap-bins", no_argument, NULL, OPT_HEAP_BINS },
 		{ "trace", required_argument, NULL, OPT_TRACE },
 		{ "procs", required_argument, NULL, OPT_PROCS },
 		{ "kill-every", required_argument, NULL, OPT_KILL_EVERY },
@@ -383,6 +386,7 @@ static void parse_args(struct st_opts *o, int argc, char **argv)
 		case OPT_MAX_SIZE: o->max_size = parse_u64("--max-size", optarg, 1025, 1u << 26); break;
 		case OPT_CHECKED: o->checked = true; break;
 		case OPT_POOL_STATS: o->pool_stats = true; break;
+		case OPT_HEAP_BINS: o->heap_bins = true; break;
 		case OPT_TRACE: o->trace = optarg; break;
 		case OPT_PROCS: o->procs = (int)parse_u64("--procs", optarg, 1, 1024); break;
 		case OPT_KILL_EVERY: o->kill_every = parse_seconds("--kill-every", optarg, 0.001, 1e6); break;
@@ -726,7 +730,8 @@ static int run_single(const struct st_opts *o)
 		bool want = false;
 		for (int i = 0; i < o->n_phases; i++)
 			want |= o->phases[i] == WL_SIZES || o->phases[i] == WL_TRACE;
-		lfp_heap_config_t hc = { .flags = o->checked ? LFP_HEAP_CHECKED : 0u };
+		lfp_heap_config_t hc = { .flags = (o->checked ? LFP_HEAP_CHECKED : 0u) |
+						  (o->heap_bins ? LFP_HEAP_BINS : 0u) };
 		if (want && (r->heap = lfp_heap_create(&hc)) == NULL) {
 			fprintf(stderr, "%s: creating the front end (lfp_heap_create) failed: %s\n", prog,
 				strerror(errno));
@@ -1208,6 +1213,8 @@ static void child_args(struct argvbuf *a, const char *exe, const struct st_opts 
 		av_add(a, "--checked");
 	if (o->pool_stats)
 		av_add(a, "--pool-stats");
+	if (o->heap_bins)
+		av_add(a, "--heap-bins");
 	if (o->stop_on_violation)
 		av_add(a, "--stop-on-violation");
 }

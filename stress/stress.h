@@ -100,6 +100,7 @@ struct st_opts {
 	int batch;
 	bool checked;
 	bool pool_stats;
+	bool heap_bins;       /* sizes/trace: the front end with LFP_HEAP_BINS */
 	const char *trace;
 	int procs;
 	double kill_every;
