@@ -20,7 +20,7 @@ LIBDIR  ?= $(PREFIX)/lib
 INCDIR  ?= $(PREFIX)/include
 
 SOVERSION := 0
-VERSION   := 0.1.0
+VERSION   := 0.2.0
 
 WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
         -Wmissing-prototypes -Wcast-qual -Wcast-align -Wwrite-strings \

@@ -12,7 +12,7 @@
 #   make turns           what each allocator holds when 4 threads take turns
 #                        (stress/lfpool-turns.c): glibc, jemalloc, mimalloc
 #                        and tcmalloc (preloaded, when installed), the lfpool
-#                        heap with bins and with owned pools
+#                        heap with owned pools (the default) and with bins
 #
 # Test steps:
 #   test-heap            tests/test_heap.c (Criterion): the fallback heap
@@ -30,8 +30,9 @@
 #                        library whose remote frees take the owner's path
 #                        (-DLFPI_OWN_PLANTED_RACE) must report a violation
 #   test-replay          every trace replayed once with full checks on the
-#                        simulated heap and the front end, with and without
-#                        --owned (skips cleanly without ../shared/traces)
+#                        simulated heap and the front end, owned (the
+#                        default) and --bins (skips cleanly without
+#                        ../shared/traces)
 #
 # Not core: liburcu-bp enters here (docs/frontend.md says why bp). Programs
 # built here link liburcu-bp's static archive when it exists: its read lock
@@ -125,13 +126,15 @@ FE_CONC_DIV_tsan := 6
 FE_CONC_DIV_asan := 3
 FE_CONC_DIV = $(or $(FE_CONC_DIV_$(SAN)),1)
 FE_CONC_OPS = $$(( 200000 / $(FE_CONC_DIV) ))
+# Owned pools are the default mode; --bins, --depot and --checked select
+# the others, and every mode runs at least twice.
 FE_CONC_CONFIGS = \
-  "--threads 4 --ops $(FE_CONC_OPS) --rounds 3" \
+  "--threads 4 --ops $(FE_CONC_OPS) --bins --rounds 3" \
   "--threads 8 --ops $(FE_CONC_OPS) --checked" \
-  "--threads 3 --ops $(FE_CONC_OPS) --small-pools" \
+  "--threads 3 --ops $(FE_CONC_OPS) --small-pools --bins" \
   "--threads 6 --ops $(FE_CONC_OPS) --depot --bursts" \
   "--threads 3 --ops $(FE_CONC_OPS) --small-pools --depot --bursts" \
-  "--threads 6 --ops $(FE_CONC_OPS) --owned --bursts --rounds 3" \
+  "--threads 6 --ops $(FE_CONC_OPS) --bursts --rounds 3" \
   "--threads 3 --ops $(FE_CONC_OPS) --small-pools --owned"
 
 test-conc-frontend: $(FE_DIR)/conc_frontend
@@ -210,8 +213,8 @@ test-asan-frontend:
 
 test-replay: $(REPLAY)
 	@if [ ! -d "$(FE_TRACES)" ]; then echo "test-replay: SKIP ($(FE_TRACES) absent)"; exit 0; fi; \
-	fails=0; for t in sim lfp lfp-owned; do for set in corners cmu11 real synthetic; do \
-	  tgt=$${t%-owned}; opt=$$([ $$t = lfp-owned ] && echo --owned); \
+	fails=0; for t in sim lfp lfp-bins; do for set in corners cmu11 real synthetic; do \
+	  tgt=$${t%-bins}; opt=$$([ $$t = lfp-bins ] && echo --bins); \
 	  echo "+ $(REPLAY) --target $$tgt $$opt --set $$set --reps 0"; \
 	  $(REPLAY) --traces $(FE_TRACES) --target $$tgt $$opt --set $$set --reps 0 > $(BUILD)/replay-$$t-$$set.out; rc=$$?; \
 	  grep -c '^RESULT.*errors=0$$' $(BUILD)/replay-$$t-$$set.out | sed 's/^/  traces replayed clean: /'; \

@@ -1115,7 +1115,7 @@ static inline uint64_t own_me(void)
 }
 
 /*
- * Owned pools (LFP_HEAP_OWNED; docs/frontend.md, "Owned pools"). Instead of
+ * Owned pools (the default mode; docs/frontend.md, "Owned pools"). Instead of
  * bins in front of shared pools, a thread owns class pools: it alone
  * allocates from them, and it frees their blocks onto the pool's own list
  * (own_lhead, linked through next[] like the shared stack) with no atomic
@@ -1853,8 +1853,11 @@ static int check_config(const lfp_heap_config_t *cfg)
 {
 	if (cfg->fit > LFP_FIT_BEST ||
 	    (cfg->flags & ~(unsigned)(LFP_HEAP_CHECKED | LFP_HEAP_ABORT_ON_BAD_FREE |
-				      LFP_HEAP_POOL_STATS | LFP_HEAP_DEPOT | LFP_HEAP_OWNED)))
+				      LFP_HEAP_POOL_STATS | LFP_HEAP_DEPOT | LFP_HEAP_OWNED |
+				      LFP_HEAP_BINS)))
 		return -EINVAL;
+	if ((cfg->flags & LFP_HEAP_OWNED) && (cfg->flags & LFP_HEAP_BINS))
+		return -EINVAL; /* two thread-cache modes at once */
 	if (cfg->class_sizes != NULL) {
 		if (cfg->class_count == 0 || cfg->class_count > LFP_HEAP_MAX_CLASSES)
 			return -EINVAL;
@@ -1901,7 +1904,14 @@ lfp_heap_t *lfp_heap_create(const lfp_heap_config_t *cfg)
 	}
 	memset(h, 0, hbytes);
 	h->meta = meta;
+	/* Owned pools unless bins are asked for (LFP_HEAP_BINS, or
+	 * LFP_HEAP_DEPOT without LFP_HEAP_OWNED); from here on the code tests
+	 * LFP_HEAP_OWNED alone. */
 	h->flags = cfg->flags;
+	if (!(h->flags & (LFP_HEAP_BINS | LFP_HEAP_DEPOT)))
+		h->flags |= LFP_HEAP_OWNED;
+	if (h->flags & LFP_HEAP_OWNED)
+		h->flags &= ~(unsigned)LFP_HEAP_BINS;
 	if (h->flags & LFP_HEAP_CHECKED)
 		h->flags &= ~(unsigned)LFP_HEAP_OWNED; /* no thread state in a checked heap */
 	h->nclasses = (uint32_t)ncls;

@@ -759,8 +759,9 @@ static void profile(const struct trace *tr, double hist[33], double hist_bytes[3
  *   hot    alloc, write one byte, free, repeated (the per-call cost)
  *   batch  10000 allocs, then the frees in a shuffled order
  * for: lfp_pool_alloc/free on a pool of that block size (with its cache),
- * lfp_heap_malloc/free on a fresh front end, the same on one made with
- * LFP_HEAP_OWNED, lfp_malloc/lfp_free, and this process's malloc/free.
+ * lfp_heap_malloc/free on a fresh front end made with LFP_HEAP_BINS, the
+ * same on one with owned pools (the default mode, LFP_HEAP_OWNED said
+ * explicitly), lfp_malloc/lfp_free, and this process's malloc/free.
  * Median of `reps` repetitions of thread-CPU and wall ns per alloc/free pair.
  * Then two threads on a fresh heap of each kind (and malloc): a producer
  * allocates, writes one byte and passes the block through an SPSC ring of
@@ -774,7 +775,7 @@ static void profile(const struct trace *tr, double hist[33], double hist_bytes[3
  */
 
 enum { M_POOL, M_HEAP, M_OWNED, M_DEFAULT, M_SYSTEM, M_N };
-static const char *const m_names[M_N] = { "lfp_pool", "lfp_heap", "lfp_heap owned", "lfp_malloc",
+static const char *const m_names[M_N] = { "lfp_pool", "lfp_heap bins", "lfp_heap owned", "lfp_malloc",
 					  "malloc" };
 
 struct micro_ctx {
@@ -919,8 +920,9 @@ static int micro_handoff(unsigned reps)
 		for (size_t k = 0; k < sizeof whos / sizeof *whos; k++) {
 			for (unsigned rep = 0; rep < reps; rep++) {
 				struct micro_ctx c = { .size = sizes[si] };
-				lfp_heap_config_t oc = { .flags = LFP_HEAP_OWNED };
-				c.heap = lfp_heap_create(NULL);
+				lfp_heap_config_t oc = { .flags = LFP_HEAP_OWNED },
+						  bc = { .flags = LFP_HEAP_BINS };
+				c.heap = lfp_heap_create(&bc);
 				c.owned = lfp_heap_create(&oc);
 				memset(r, 0, sizeof *r);
 				lfp_init64(&r->head, 0);
@@ -1014,7 +1016,7 @@ static int micro_turns(void)
 		unsigned flags;
 		bool flush;
 	} kinds[] = {
-		{ "lfp_heap (bins)", 0, false },
+		{ "lfp_heap bins", LFP_HEAP_BINS, false },
 		{ "lfp_heap owned", LFP_HEAP_OWNED, false },
 		{ "lfp_heap owned, lfp_heap_cache_flush after each turn", LFP_HEAP_OWNED, true },
 	};
@@ -1081,8 +1083,9 @@ static int micro(unsigned reps)
 			struct micro_ctx c = { .size = sizes[si] };
 			lfp_pool_config_t pc = { .block_size = sizes[si], .block_count = 4 * M_BATCH };
 			c.pool = lfp_pool_create(&pc);
-			c.heap = lfp_heap_create(NULL);
-			lfp_heap_config_t oc = { .flags = LFP_HEAP_OWNED };
+			lfp_heap_config_t oc = { .flags = LFP_HEAP_OWNED },
+					  bc = { .flags = LFP_HEAP_BINS };
+			c.heap = lfp_heap_create(&bc);
 			c.owned = lfp_heap_create(&oc);
 			if (c.pool == NULL || c.heap == NULL)
 				return 2;
@@ -1172,7 +1175,8 @@ struct opts {
 	size_t chunk;
 	bool plain;
 	bool depot;      /* lfp target: LFP_HEAP_DEPOT */
-	bool owned;      /* lfp target: LFP_HEAP_OWNED */
+	bool owned;      /* lfp target: LFP_HEAP_OWNED (the default, said explicitly) */
+	bool bins;       /* lfp target: LFP_HEAP_BINS */
 	size_t min_split;
 	size_t pool_min, pool_max, huge;
 };
@@ -1216,7 +1220,8 @@ static int setup_target(const struct opts *o, struct target *t)
 		lfp_heap_config_t hc = { .fit = o->fit, .pool_min_bytes = o->pool_min,
 					 .pool_max_bytes = o->pool_max, .huge_threshold = o->huge,
 					 .flags = (o->depot ? LFP_HEAP_DEPOT : 0u) |
-						  (o->owned ? LFP_HEAP_OWNED : 0u) };
+						  (o->owned ? LFP_HEAP_OWNED : 0u) |
+						  (o->bins ? LFP_HEAP_BINS : 0u) };
 		if (lfp_default_heap_configure(&hc) != 0)
 			return -1;
 		*t = (struct target){ "lfp", lfp_malloc_w, lfp_free_w, lfp_realloc_w, 16 };
@@ -1344,6 +1349,8 @@ static void run_child(const char *self, const struct peer *pe, const struct opts
 			argv[k++] = "--depot";
 		if (o->owned)
 			argv[k++] = "--owned";
+		if (o->bins)
+			argv[k++] = "--bins";
 		if (o->locked)
 			argv[k++] = "--locked";
 		if (!o->check)
@@ -1394,7 +1401,9 @@ static void usage(const char *prog)
 		"  --min-split N             sim heap smallest split remainder\n"
 		"  --plain-split             sim heap: low-end splits, exact growth\n"
 		"  --depot                   lfp target: LFP_HEAP_DEPOT (a class depot)\n"
-		"  --owned                   lfp target: LFP_HEAP_OWNED (thread-owned pools)\n"
+		"  --owned                   lfp target: LFP_HEAP_OWNED (thread-owned pools;\n"
+		"                            the default, said explicitly)\n"
+		"  --bins                    lfp target: LFP_HEAP_BINS (per-thread bins)\n"
 		"  --pool-min N, --pool-max N, --huge N   lfp target: first and largest\n"
 		"                            pool bytes, huge threshold (0 = defaults)\n"
 		"  --locked                  sim heap with its mutex (default: unlocked,\n"
@@ -1481,6 +1490,8 @@ int main(int argc, char **argv)
 			o.depot = true;
 		} else if (!strcmp(a, "--owned")) {
 			o.owned = true;
+		} else if (!strcmp(a, "--bins")) {
+			o.bins = true;
 		} else if (!strcmp(a, "--plain-split")) {
 			o.plain = true;
 		} else if (!strcmp(a, "--locked")) {

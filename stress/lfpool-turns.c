@@ -14,7 +14,7 @@
  *
  * `system` calls malloc/free: run it with LD_PRELOAD for jemalloc, mimalloc
  * or tcmalloc (`make turns` does). `bins` and `owned` use an lfpool heap
- * made for the run (the default front end, and LFP_HEAP_OWNED). The blocks
+ * made for the run (LFP_HEAP_BINS, and the default owned pools). The blocks
  * array of each thread comes from mmap, outside every allocator measured.
  * A benchmark, not a test: it checks only that every call succeeds (exit 1
  * otherwise; 2 on a usage error).
@@ -118,7 +118,7 @@ int main(int argc, char **argv)
 	else
 		goto usage;
 	if (kind != SYSTEM) {
-		lfp_heap_config_t hc = { .flags = kind == OWNED ? LFP_HEAP_OWNED : 0u };
+		lfp_heap_config_t hc = { .flags = kind == OWNED ? LFP_HEAP_OWNED : LFP_HEAP_BINS };
 		if ((heap = lfp_heap_create(&hc)) == NULL) {
 			perror("lfp_heap_create");
 			return 1;
@@ -147,7 +147,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	const char *preload = getenv("LD_PRELOAD");
-	printf("| %s%s%s | %ld |\n", argv[2], preload && *preload ? ", LD_PRELOAD=" : "",
+	const char *label = kind == OWNED  ? "lfpool, owned pools (the default)"
+			    : kind == BINS ? "lfpool, bins (LFP_HEAP_BINS)"
+					   : "system";
+	printf("| %s%s%s | %ld |\n", label, preload && *preload ? ", LD_PRELOAD=" : "",
 	       preload && *preload ? preload : "", grown);
 	return 0;
 usage:

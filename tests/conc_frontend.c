@@ -25,9 +25,12 @@
  * the other threads do the same on the same class: the stamps catch a block
  * handed out twice (a depot pop without its ABA tag does that).
  *
- * --owned: the heap in owned mode (LFP_HEAP_OWNED): threads own class pools;
- * the hand-offs are the remote frees, and the stamps catch a block that an
+ * --owned: the heap in owned mode, explicitly (LFP_HEAP_OWNED; the default
+ * without --bins, --depot or --checked): threads own class pools; the
+ * hand-offs are the remote frees, and the stamps catch a block that an
  * owner and a remote freer both put on a list.
+ *
+ * --bins: per-thread bins over shared pools (LFP_HEAP_BINS) instead.
  *
  * --preempt US --stall N: stall each worker at a random point every US
  * microseconds (lfp_test.h), which makes the ABA window of a depot pop
@@ -35,7 +38,7 @@
  * bit and must be caught.
  *
  * Usage: conc_frontend [--threads N] [--ops N] [--checked] [--small-pools] [--depot] [--owned]
- *                      [--bursts]
+ *                      [--bins] [--bursts]
  *                      [--preempt US] [--stall N]
  *                      [--seed S] [--timeout SEC]
  * Exit: 0 pass, 1 violation, 2 usage, 3 watchdog.
@@ -237,7 +240,7 @@ int main(int argc, char **argv)
 	unsigned nthreads = 4;
 	uint64_t ops = 100000, timeout = 120;
 	const char *seed_arg = NULL;
-	bool checked = false, small_pools = false, depot = false, bursts = false, owned = false;
+	bool checked = false, small_pools = false, depot = false, bursts = false, owned = false, bins = false;
 	uint64_t preempt = 0, stall = 100, rounds = 1;
 	for (int i = 1; i < argc; i++) {
 		uint64_t v;
@@ -259,6 +262,8 @@ int main(int argc, char **argv)
 			depot = true;
 		} else if (!strcmp(argv[i], "--owned")) {
 			owned = true;
+		} else if (!strcmp(argv[i], "--bins")) {
+			bins = true;
 		} else if (!strcmp(argv[i], "--bursts")) {
 			bursts = true;
 		} else if (!strcmp(argv[i], "--preempt") && i + 1 < argc && lfpt_parse_u64(argv[i + 1], &preempt)) {
@@ -269,7 +274,7 @@ int main(int argc, char **argv)
 			   rounds >= 1) {
 			i++;
 		} else {
-			fprintf(stderr, "usage: %s [--threads N] [--ops N] [--checked] [--small-pools] [--depot] [--owned] [--bursts] [--preempt US] [--stall N] "
+			fprintf(stderr, "usage: %s [--threads N] [--ops N] [--checked] [--small-pools] [--depot] [--owned] [--bins] [--bursts] [--preempt US] [--stall N] "
 					"[--rounds R] [--seed S] [--timeout SEC]\n", argv[0]);
 			return LFPT_EXIT_USAGE;
 		}
@@ -286,7 +291,7 @@ int main(int argc, char **argv)
 	}
 
 	lfp_heap_config_t hc = { .flags = (checked ? LFP_HEAP_CHECKED : 0u) | (depot ? LFP_HEAP_DEPOT : 0u) |
-					  (owned ? LFP_HEAP_OWNED : 0u) };
+					  (owned ? LFP_HEAP_OWNED : 0u) | (bins ? LFP_HEAP_BINS : 0u) };
 	if (small_pools) {
 		/* Many small pools: growth and retirement all the time. */
 		hc.pool_min_bytes = 256;

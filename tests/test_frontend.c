@@ -83,6 +83,7 @@ Test(heap_config, bad_configs_are_einval)
 		{ { .class_sizes = odd, .class_count = LFP_HEAP_MAX_CLASSES + 1 }, "too many" },
 		{ { .fit = 7 }, "fit" },
 		{ { .flags = 1u << 9 }, "flag" },
+		{ { .flags = LFP_HEAP_OWNED | LFP_HEAP_BINS }, "owned pools and bins at once" },
 		{ { .pool_min_bytes = 8192, .pool_max_bytes = 4096 }, "pool_min > pool_max" },
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
@@ -300,7 +301,7 @@ Test(heap_edges, realloc_across_owners_keeps_content)
  * checked mode, and usable_size of it must be 0. */
 Test(heap_edges, realloc_of_freed_class_block_is_einval)
 {
-	static const unsigned modes[] = { 0, LFP_HEAP_CHECKED, LFP_HEAP_OWNED };
+	static const unsigned modes[] = { 0, LFP_HEAP_CHECKED, LFP_HEAP_BINS };
 	static const size_t to[] = { 100, 90, 5000, 100000, 3 * HUGE_T };
 	for (size_t m = 0; m < sizeof modes / sizeof *modes; m++) {
 		lfp_heap_t *h = mk(modes[m]);
@@ -399,6 +400,11 @@ Test(heap_bad_free, checked_mode)
 	bad_frees(LFP_HEAP_CHECKED);
 }
 
+Test(heap_bad_free, bins_mode)
+{
+	bad_frees(LFP_HEAP_BINS);
+}
+
 Test(heap_bad_free, lfp_free_counts_and_ignores)
 {
 	lfp_heap_t *d = lfp_default_heap();
@@ -442,7 +448,7 @@ static void run_thread(void *(*fn)(void *), void *j)
 
 Test(heap_tcache, double_free_of_a_cached_block_from_another_thread)
 {
-	lfp_heap_t *h = mk(0);
+	lfp_heap_t *h = mk(LFP_HEAP_BINS);
 	void *p = lfp_heap_malloc(h, 48);
 	cr_assert_not_null(p);
 	cr_assert_eq(lfp_heap_free(h, p), 0); /* into this thread's cache */
@@ -469,7 +475,7 @@ Test(heap_tcache, double_free_of_a_cached_block_from_another_thread)
 
 Test(heap_tcache, a_never_allocated_block_start_is_refused)
 {
-	lfp_heap_t *h = mk(0);
+	lfp_heap_t *h = mk(LFP_HEAP_BINS);
 	char *p = lfp_heap_malloc(h, 48);
 	cr_assert_not_null(p);
 	/* The first refill takes a few blocks; block 15 of the same pool stays
@@ -528,7 +534,7 @@ static uint64_t pools_of(lfp_heap_t *h)
 
 Test(heap_tcache, thread_exit_gives_cached_blocks_back)
 {
-	lfp_heap_t *h = mk(0);
+	lfp_heap_t *h = mk(LFP_HEAP_BINS);
 	struct tc_job j = { .h = h };
 	run_thread(tc_churn, &j);
 	cr_assert_eq(j.rc, 0);
@@ -543,7 +549,7 @@ Test(heap_tcache, thread_exit_gives_cached_blocks_back)
 
 Test(heap_tcache, flush_and_heap_switch_give_blocks_back)
 {
-	lfp_heap_t *h = mk(0), *h2 = mk(0);
+	lfp_heap_t *h = mk(LFP_HEAP_BINS), *h2 = mk(LFP_HEAP_BINS);
 	enum { N = 500 };
 	void *v[N];
 	for (int i = 0; i < N; i++)
@@ -592,7 +598,7 @@ Test(heap_tcache, destroying_a_heap_other_threads_cache)
 {
 	pthread_barrier_t gate;
 	cr_assert_eq(pthread_barrier_init(&gate, NULL, 2), 0);
-	struct tc_job j = { .h = mk(0), .h2 = mk(0), .gate = &gate };
+	struct tc_job j = { .h = mk(LFP_HEAP_BINS), .h2 = mk(LFP_HEAP_BINS), .gate = &gate };
 	pthread_t t;
 	cr_assert_eq(pthread_create(&t, NULL, tc_park, &j), 0);
 	pthread_barrier_wait(&gate);
@@ -653,7 +659,7 @@ static void *tc_no_memory(void *arg)
 
 Test(heap_tcache, no_memory_for_the_cache_keeps_errno)
 {
-	struct tc_job j = { .h = mk(0) };
+	struct tc_job j = { .h = mk(LFP_HEAP_BINS) };
 	j.p = lfp_heap_malloc(j.h, 16); /* the class's first pool exists */
 	cr_assert_not_null(j.p);
 	run_thread(tc_no_memory, &j);
@@ -662,6 +668,55 @@ Test(heap_tcache, no_memory_for_the_cache_keeps_errno)
 #endif
 
 /* ---- growth and retirement -------------------------------------------------------------- */
+
+/* ---- which thread cache a heap gets ------------------------------------------------- */
+
+static void *tc_free_then_malloc(void *arg)
+{
+	struct tc_job *j = arg;
+	j->rc = lfp_heap_free(j->h, j->p);
+	void *q = lfp_heap_malloc(j->h, 48);
+	j->p = q;
+	if (q != NULL && lfp_heap_free(j->h, q) != 0)
+		j->rc = -1;
+	return NULL;
+}
+
+/* Thread A allocates p, thread B frees it and allocates the same class.
+ * With bins, B's free lands in B's bin and B's malloc takes it back: the
+ * same block. With owned pools, B's free is a remote free into A's pool,
+ * which B may not allocate from: another block. So the default (0) and
+ * LFP_HEAP_OWNED must give another block, LFP_HEAP_BINS and LFP_HEAP_DEPOT
+ * the same one. */
+Test(heap_config, the_default_is_owned_pools_and_bins_are_on_request)
+{
+	static const struct {
+		unsigned flags;
+		bool bins;
+	} m[] = { { 0, false },
+		  { LFP_HEAP_OWNED, false },
+		  { LFP_HEAP_OWNED | LFP_HEAP_DEPOT, false },
+		  { LFP_HEAP_BINS, true },
+		  { LFP_HEAP_DEPOT, true },
+		  { LFP_HEAP_BINS | LFP_HEAP_DEPOT, true } };
+	for (size_t i = 0; i < sizeof m / sizeof *m; i++) {
+		lfp_heap_t *h = mk(m[i].flags);
+		void *p = lfp_heap_malloc(h, 48);
+		cr_assert_not_null(p);
+		struct tc_job j = { .h = h, .p = p };
+		run_thread(tc_free_then_malloc, &j);
+		cr_expect_eq(j.rc, 0, "flags %#x: the free and the malloc", m[i].flags);
+		if (m[i].bins)
+			cr_expect_eq(j.p, p, "flags %#x: bins reuse the block the thread freed",
+				     m[i].flags);
+		else
+			cr_expect(j.p != NULL && j.p != p,
+				  "flags %#x: an owned pool's block is not reused by another thread",
+				  m[i].flags);
+		assert_valid(h);
+		lfp_heap_destroy(h);
+	}
+}
 
 /* ---- LFP_HEAP_DEPOT: full cache stacks parked per class ---------------- */
 
@@ -805,7 +860,7 @@ Test(heap_depot, a_full_depot_sends_stacks_back_to_the_pools)
 
 Test(heap_depot, without_the_flag_nothing_is_parked)
 {
-	lfp_heap_t *h = mk(0);
+	lfp_heap_t *h = mk(LFP_HEAP_BINS);
 	struct tc_job j = { .h = h };
 	run_thread(depot_churn, &j);
 	cr_assert_eq(j.rc, 0);
@@ -949,6 +1004,7 @@ Test(heap_diff, random_ops_match_the_shadow, .timeout = 120)
 	uint64_t seed = lfpt_seed_pick("heap_diff", NULL);
 	diff_run(0, seed, 60000);
 	diff_run(LFP_HEAP_CHECKED, seed + 1, 30000);
+	diff_run(LFP_HEAP_BINS, seed + 2, 30000);
 }
 
 /* ---- traces (skipped without ../shared/traces) ------------------------------------------- */

@@ -283,28 +283,37 @@ enum {
 	LFP_HEAP_ABORT_ON_BAD_FREE = 1u << 1,
 	/** Pass LFP_POOL_STATS to every pool (shared counters: slower). */
 	LFP_HEAP_POOL_STATS = 1u << 2,
-	/** A depot per size class where a thread's full cache stack parks
-	 * whole, for any thread's next refill: faster for programs that free
-	 * and allocate in bursts (real-program traces: 1.2x), at the price of
-	 * up to 256 stacks per class (256 x 4 KiB of blocks) held back from the
-	 * pools until lfp_heap_trim, and up to 256 x 264 bytes of offsets per
-	 * class that only lfp_heap_destroy returns (docs/frontend.md, "The
-	 * class depot"). If that memory cannot be mapped the heap works
-	 * without depots. Ignored with LFP_HEAP_CHECKED (no thread caches). */
+	/** Per-thread bins over shared pools (LFP_HEAP_BINS) with a depot per
+	 * size class where a thread's full cache stack parks whole, for any
+	 * thread's next refill: faster than plain bins for programs that free
+	 * and allocate in bursts, at the price of up to 256 stacks per class
+	 * (256 x 4 KiB of blocks) held back from the pools until lfp_heap_trim,
+	 * and up to 256 x 264 bytes of offsets per class that only
+	 * lfp_heap_destroy returns (docs/frontend.md, "The class depot"). If
+	 * that memory cannot be mapped the heap works without depots. Implies
+	 * LFP_HEAP_BINS unless LFP_HEAP_OWNED is set too (then ignored).
+	 * Ignored with LFP_HEAP_CHECKED (no thread caches). */
 	LFP_HEAP_DEPOT = 1u << 3,
-	/** Thread-owned pools instead of per-thread bins: a thread allocates
-	 * only from class pools it owns, and its frees of their blocks go to
-	 * the pool's own free list with no atomic read-modify-write; a free by
-	 * any other thread goes to the pool's shared stack (one CAS) and comes
-	 * back to the owner whole. Faster where threads free what they
-	 * allocate (real-program traces: 1.5x the bins, docs/benchmarks-heap.md
-	 * section 10), with the same exact double-free check. The price is
-	 * memory: a thread's free blocks stay in its pools until it exits,
-	 * uses another heap, or calls lfp_heap_cache_flush or lfp_heap_trim,
-	 * so an idle thread can hold whole pools where the default bins hold
-	 * at most 2 x 4 KiB per class (docs/frontend.md, "Owned pools").
-	 * Overrides LFP_HEAP_DEPOT; ignored with LFP_HEAP_CHECKED. */
+	/** Thread-owned pools: the default since 0.2, and this flag only says
+	 * so explicitly. A thread allocates only from class pools it owns, and
+	 * its frees of their blocks go to the pool's own free list with no
+	 * atomic read-modify-write; a free by any other thread goes to the
+	 * pool's shared stack (one CAS) and comes back to the owner whole.
+	 * The price is memory: a thread's free blocks stay in its pools until
+	 * it exits, uses another heap, or calls lfp_heap_cache_flush or
+	 * lfp_heap_trim, so an idle thread can hold whole pools
+	 * (docs/frontend.md, "Owned pools"). Overrides LFP_HEAP_DEPOT; with
+	 * LFP_HEAP_BINS it is EINVAL; ignored with LFP_HEAP_CHECKED. */
 	LFP_HEAP_OWNED = 1u << 4,
+	/** Per-thread bins over shared pools instead of thread-owned pools
+	 * (the default before 0.2): a thread caches at most 2 x 4 KiB of
+	 * blocks per class and hands the rest back to shared pools, so an idle
+	 * thread holds little, and a block freed by another thread is reused
+	 * by that thread at once. Slower where threads free what they allocate
+	 * (real-program traces: 0.6x the owned pools, docs/benchmarks-heap.md
+	 * section 12), faster for a producer/consumer hand-off. Ignored with
+	 * LFP_HEAP_CHECKED. */
+	LFP_HEAP_BINS = 1u << 5,
 };
 
 /** What a front end is made of. Zero-initialise, then set what you need. */
