@@ -96,7 +96,7 @@ typedef struct lfp_pool_config {
 	unsigned flags;     /**< LFP_POOL_* */
 	/* The per-thread cache (ignored with LFP_POOL_NO_CACHE; docs/caches.md).
 	 * All 0 = defaults: no cache below 256 blocks; else
-	 * slots = clamp(count / 1024, 1, 64),
+	 * slots = clamp(count / 1024, 1, 1024),
 	 * size = clamp(pow2_floor(count / (8 * slots)), 4, 256) and
 	 * depot = 2 * slots. A thread's hoard (blocks no other thread can
 	 * reach) is at most 2 * size, so all slots together hold at most a

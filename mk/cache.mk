@@ -58,7 +58,12 @@ CACHE_CONC_CONFIGS = \
   "--mode handoff --threads 8 --ops $(call cconc_ops,100000) --blocks 4096 --size 32" \
   "--mode exit --threads 8 --ops $(call cconc_ops,80000) --blocks 4096 --rounds 6" \
   "--mode mixed --threads 8 --ops $(call cconc_ops,100000) --blocks 512 --hold 8 --size 2 --slots 8" \
-  "--mode handoff --threads 8 --ops $(call cconc_ops,100000) --blocks 512 --size 2"
+  "--mode handoff --threads 8 --ops $(call cconc_ops,100000) --blocks 512 --size 2" \
+  "--mode mixed --threads 64 --ops $(call cconc_ops,10000) --blocks 131072 --hold 64" \
+  "--mode handoff --threads 32 --ops $(call cconc_ops,10000) --blocks 131072"
+
+# The last two run on a pool big enough for 128 default slots (more than
+# the old cap of 64): 64 and 32 threads, all with a slot, steals across them.
 
 # The core's own concurrency test (tests/conc_pool.c, engineer A), rerun on
 # pools big enough to get a cache by default (>= 256 blocks), some with more

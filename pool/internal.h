@@ -284,7 +284,7 @@ static inline struct lfpi_mag *lfpi_mag_at(const lfp_pool_t *p, uint32_t m)
 
 /* Defaults and limits of the cache config (lfpi_layout). */
 #define LFPI_CACHE_MIN_BLOCKS 256u /* default: smaller pools get no cache */
-#define LFPI_CACHE_DEF_SLOTS 64u
+#define LFPI_CACHE_DEF_SLOTS 1024u /* default slots: count / 1024, at most this */
 #define LFPI_CACHE_DEF_SIZE 256u
 #define LFPI_CACHE_MAX_MAGS 65535u /* validate keeps a bitmap on its stack */
 

@@ -918,6 +918,54 @@ static void *hold_cache_then_wait(void *v)
 	return NULL;
 }
 
+/* Big pools give a slot to many threads: slots = count / 1024 up to 1024
+ * (it was capped at 64, and the threads past the 64th ran on the shared
+ * stack: 256 threads on 16 cores paid 8x per pair, docs/benchmarks.md).
+ * 150 threads each take and give a block and wait; all 150 must hold a
+ * slot, and at 2^21 blocks the cap is 1024. */
+static void *take_give_and_wait(void *v)
+{
+	struct flush_arg *a = v;
+	void *b = lfp_pool_alloc(a->p);
+	if (b == NULL || lfp_pool_free(a->p, b) != 0)
+		a->n = 1; /* reported by the main thread */
+	pthread_barrier_wait(a->bar); /* main counts the claimed slots */
+	pthread_barrier_wait(a->bar);
+	return NULL;
+}
+
+Test(layout, big_pools_give_a_slot_to_many_threads)
+{
+	enum { T = 150, COUNT = 200 * 1024 };
+	lfp_pool_t *p = make(cfg(16, COUNT));
+	cr_assert_eq(p->cache_slots, 200u, "slots %u", p->cache_slots);
+	pthread_barrier_t bar;
+	cr_assert_eq(pthread_barrier_init(&bar, NULL, T + 1), 0);
+	static struct flush_arg a[T];
+	static pthread_t t[T];
+	for (int i = 0; i < T; i++) {
+		a[i] = (struct flush_arg){ p, NULL, 0, false, &bar };
+		cr_assert_eq(pthread_create(&t[i], NULL, take_give_and_wait, &a[i]), 0);
+	}
+	pthread_barrier_wait(&bar);
+	uint32_t owned = 0;
+	for (uint32_t s = 0; s < p->cache_slots; s++)
+		owned += lfp_load64_relaxed(&lfpi_slot_at(p, s)->owner) != 0;
+	pthread_barrier_wait(&bar);
+	for (int i = 0; i < T; i++) {
+		cr_assert_eq(pthread_join(t[i], NULL), 0);
+		cr_expect_eq(a[i].n, 0, "thread %d: take or give failed", i);
+	}
+	cr_expect_eq(owned, (uint32_t)T, "%u of %d threads held a slot", owned, T);
+	assert_valid(p, COUNT);
+	lfp_pool_destroy(p);
+
+	lfp_pool_t *q = make(cfg(16, (size_t)1 << 21));
+	cr_expect_eq(q->cache_slots, 1024u, "the default cap");
+	cr_expect_eq(q->n_mags, 4 * 1024u);
+	lfp_pool_destroy(q);
+}
+
 Test(exit, destroy_while_a_thread_keeps_its_cache)
 {
 	lfp_pool_t *p = make(cfg(64, 4096));
