@@ -657,13 +657,26 @@ static void *tc_no_memory(void *arg)
 	return NULL;
 }
 
-Test(heap_tcache, no_memory_for_the_cache_keeps_errno)
+static void no_memory_case(unsigned flags)
 {
-	struct tc_job j = { .h = mk(LFP_HEAP_BINS) };
+	struct tc_job j = { .h = mk(flags) };
 	j.p = lfp_heap_malloc(j.h, 16); /* the class's first pool exists */
 	cr_assert_not_null(j.p);
-	run_thread(tc_no_memory, &j);
-	cr_expect_eq(j.rc, 0, "step %d failed (-3: malloc, -4: free of main's block)", j.rc);
+	run_thread(tc_no_memory, &j); /* caps this process's address space */
+	cr_expect_eq(j.rc, 0, "flags %#x: step %d failed (-3: malloc, -4: free of main's block)", flags,
+		     j.rc);
+}
+
+Test(heap_tcache, no_memory_for_the_cache_keeps_errno)
+{
+	no_memory_case(LFP_HEAP_BINS);
+}
+
+/* The same with owned pools (the default): the thread state cannot be
+ * mapped, so the thread's small requests go to the fallback heap. */
+Test(heap_owned, no_memory_for_the_thread_state_keeps_errno)
+{
+	no_memory_case(0);
 }
 #endif
 
@@ -1313,6 +1326,61 @@ static void *own_idle_owner(void *arg)
 	return NULL;
 }
 
+/* Each thread takes 4 blocks of 4 classes and holds them at the gate. */
+static void *own_hold_four_classes(void *arg)
+{
+	struct own_job *j = arg;
+	static const size_t sz[4] = { 24, 100, 300, 900 };
+	for (int i = 0; i < 16; i++)
+		if ((j->v[i] = lfp_heap_malloc(j->h, sz[i / 4])) == NULL)
+			j->rc = -ENOMEM;
+	pthread_barrier_wait(j->gate); /* 1: all hold their blocks */
+	pthread_barrier_wait(j->gate); /* 2: counted */
+	for (int i = 0; i < 16; i++)
+		if (j->v[i] != NULL && lfp_heap_free(j->h, j->v[i]) != 0)
+			j->rc = -EINVAL;
+	return NULL;
+}
+
+/* Many threads that each use a class a little must not each get a pool of
+ * the size the class has grown to: a thread's first pool of a class is the
+ * smallest, and later ones double its own. Before, 64 threads holding 4
+ * blocks of 4 classes held 252 MiB of pools (every growth doubled the
+ * class's next size, up to 1 MiB). And one trim retires them all, past its
+ * 64 candidates per pass. */
+Test(heap_owned, many_threads_each_start_with_small_pools, .timeout = 60)
+{
+	enum { T = 64 };
+	lfp_heap_t *h = mk(0);
+	pthread_barrier_t gate;
+	cr_assert_eq(pthread_barrier_init(&gate, NULL, T + 1), 0);
+	static void *v[T][16];
+	static struct own_job j[T];
+	static pthread_t t[T];
+	for (int i = 0; i < T; i++) {
+		j[i] = (struct own_job){ .h = h, .v = v[i], .n = 16, .gate = &gate };
+		cr_assert_eq(pthread_create(&t[i], NULL, own_hold_four_classes, &j[i]), 0);
+	}
+	pthread_barrier_wait(&gate);
+	lfp_heap_stats_t st = stats_of(h);
+	pthread_barrier_wait(&gate);
+	for (int i = 0; i < T; i++) {
+		cr_assert_eq(pthread_join(t[i], NULL), 0);
+		cr_expect_eq(j[i].rc, 0, "thread %d", i);
+	}
+	/* At most two small pools per thread and class (a page each, or a
+	 * few for the 900-byte class): 4 MiB is 16x that; the old sizing
+	 * needed 60x more. */
+	cr_expect_leq(st.pool_bytes, (uint64_t)4 << 20, "%d threads x 4 classes hold %llu KiB of pools",
+		      T, (unsigned long long)(st.pool_bytes >> 10));
+	assert_valid(h);
+	uint64_t pools = stats_of(h).pools;
+	cr_expect_gt(pools, 64u, "more pools than one trim pass takes");
+	cr_expect_eq((uint64_t)lfp_heap_trim(h), pools, "one trim retires every free pool");
+	cr_expect_eq(stats_of(h).pools, 0);
+	lfp_heap_destroy(h);
+}
+
 Test(heap_owned, an_idle_owners_pools_are_not_retired_under_it)
 {
 	lfp_heap_t *h = mk(LFP_HEAP_OWNED);
@@ -1357,7 +1425,7 @@ static void *own_free_these_after_bins(void *arg)
  * with no thread state at all, one attached to a heap with bins. */
 Test(heap_owned, a_thread_with_no_tag_frees_into_an_unowned_pool_as_a_remote_free)
 {
-	lfp_heap_t *bins = mk(0);
+	lfp_heap_t *bins = mk(LFP_HEAP_BINS);
 	for (int shape = 0; shape < 2; shape++) {
 		lfp_heap_t *h = mk(LFP_HEAP_OWNED);
 		enum { N = 500 };

@@ -281,7 +281,10 @@ enum {
 	/** lfp_free aborts on a bad free instead of counting and ignoring it
 	 * (lfp_heap_free always returns the error instead). */
 	LFP_HEAP_ABORT_ON_BAD_FREE = 1u << 1,
-	/** Pass LFP_POOL_STATS to every pool (shared counters: slower). */
+	/** Pass LFP_POOL_STATS to every pool (shared counters: slower). The
+	 * counters see only the calls that reach a pool's own alloc and free:
+	 * a checked heap's, and the refills and give-backs of bins; the owned
+	 * pools' fast paths (the default) do not count. */
 	LFP_HEAP_POOL_STATS = 1u << 2,
 	/** Per-thread bins over shared pools (LFP_HEAP_BINS) with a depot per
 	 * size class where a thread's full cache stack parks whole, for any
@@ -426,7 +429,10 @@ LFP_API size_t lfp_heap_usable_size(lfp_heap_t *h, const void *p);
  * Retire every class pool that is completely free (its memory goes back to
  * the fallback heap, which returns large free ranges to the kernel) and
  * release free pages of the fallback heap. With LFP_HEAP_DEPOT the class
- * depots are emptied into the pools first.
+ * depots are emptied into the pools first. The caller's own cache is
+ * flushed first; pools that other threads own (the default mode) or whose
+ * blocks sit in other threads' bins are not retired until those threads
+ * give them up (lfp_heap_cache_flush, a heap switch, or their exit).
  * @return the number of pools retired, or -EINVAL.
  * Concurrency: any (serialized internally). Progress: blocking (waits for
  * RCU grace periods).
@@ -434,16 +440,19 @@ LFP_API size_t lfp_heap_usable_size(lfp_heap_t *h, const void *p);
 LFP_API int lfp_heap_trim(lfp_heap_t *h);
 
 /**
- * Give the calling thread's cached blocks of h back to their pools. Each
- * thread keeps a few freed blocks per class in front of the pools
- * (docs/frontend.md, "The thread cache"); it gives them back by itself when
- * a bin is full, when the thread switches to another heap and at thread
- * exit, and lfp_heap_trim flushes its caller's cache first. Call this
- * before a thread parks for long, so that trim can retire the pools its
- * blocks keep alive.
+ * Give the calling thread's cache of h back. With owned pools (the
+ * default) the thread gives up every pool it owns: each pool's own free
+ * list goes onto its shared stack (a walk of the list and one CAS), and
+ * any thread may then claim the pool or trim retire it. With bins
+ * (LFP_HEAP_BINS) the few freed blocks per class it keeps go back to their
+ * pools (one CAS per pool). The thread does this by itself at exit and when
+ * it switches to another heap, and lfp_heap_trim flushes its caller's cache
+ * first (docs/frontend.md, "The thread cache"). Call it before a thread
+ * parks for long, so that trim can retire what it holds; the next call
+ * after it claims or grows pools again, so do not call it in a loop.
  * @return 0, or -EINVAL (h not a live heap).
  * Concurrency: any thread, for itself. Progress: lock-free (one CAS per
- * pool that gets blocks back).
+ * pool; owned pools: plus a walk of each own list).
  */
 LFP_API int lfp_heap_cache_flush(lfp_heap_t *h);
 
