@@ -9,7 +9,7 @@
 #   make replay-bin      just build $(BUILD)/lfpool-replay
 #   make bench-frontend  (part of make bench) the class fast path against the
 #                        pool's own: lfpool-replay --micro
-#   make turns           what each allocator holds when 4 threads take turns
+#   make turns           what each allocator holds when 4 and 64 threads take turns
 #                        (stress/lfpool-turns.c): glibc, jemalloc, mimalloc
 #                        and tcmalloc (preloaded, when installed), the lfpool
 #                        heap with owned pools (the default) and with bins
@@ -79,15 +79,18 @@ $(TURNS): stress/lfpool-turns.c $(FE_DEPS) $(BUILD)/liblfpool.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $< -o $@ $(STATIC) $(FE_LDLIBS) $(LDFLAGS_SAN)
 
+TURNS_THREADS ?= 4 64
 turns: $(TURNS)
-	@echo "| heap | RssAnon growth, KiB, all turns done, threads alive |"; echo "|---|---|"; \
-	$(TURNS) --heap system || exit 1; \
-	for lib in $(TURNS_PEERS); do \
-	  so=/usr/lib/$$($(CC) -print-multiarch)/lib$$lib; \
-	  if [ -e "$$so" ]; then LD_PRELOAD=$$so $(TURNS) --heap system || exit 1; \
-	  else echo "| lib$$lib: not installed | - |"; fi; \
-	done; \
-	$(TURNS) --heap bins && $(TURNS) --heap owned
+	@echo "| heap | threads | RssAnon growth, KiB, all turns done, threads alive |"; echo "|---|---:|---:|"; \
+	for n in $(TURNS_THREADS); do \
+	  $(TURNS) --heap system --threads $$n || exit 1; \
+	  for lib in $(TURNS_PEERS); do \
+	    so=/usr/lib/$$($(CC) -print-multiarch)/lib$$lib; \
+	    if [ -e "$$so" ]; then LD_PRELOAD=$$so $(TURNS) --heap system --threads $$n || exit 1; \
+	    else echo "| lib$$lib: not installed | $$n | - |"; fi; \
+	  done; \
+	  $(TURNS) --heap bins --threads $$n && $(TURNS) --heap owned --threads $$n || exit 1; \
+	done
 
 replay: $(REPLAY)
 	@if [ ! -d "$(FE_TRACES)" ]; then echo "replay: SKIP ($(FE_TRACES) absent)"; exit 0; fi; \

@@ -1,7 +1,7 @@
 /*
  * lfpool-turns: what an allocator holds when threads take turns.
  *
- * THREADS threads stay alive; they take ROUNDS turns each, one thread at a
+ * THREADS threads (--threads, default 4) stay alive; they take ROUNDS turns each, one thread at a
  * time. In its turn a thread allocates BLOCKS blocks of 16-64 bytes (about
  * 2 MiB of payload), writes each, and frees them all in a shuffled order.
  * When every turn is done, and before any thread exits (an exit gives a
@@ -30,7 +30,8 @@
 #include <string.h>
 #include <sys/mman.h>
 
-enum { THREADS = 4, ROUNDS = 3, BLOCKS = 50000, STEP = 7919 /* prime: a permutation */ };
+enum { MAX_THREADS = 256, ROUNDS = 3, BLOCKS = 50000, STEP = 7919 /* prime: a permutation */ };
+static int THREADS = 4; /* --threads */
 
 static enum { SYSTEM, BINS, OWNED } kind;
 static lfp_heap_t *heap;
@@ -107,6 +108,12 @@ static void *thread_main(void *arg)
 
 int main(int argc, char **argv)
 {
+	if (argc == 5 && !strcmp(argv[3], "--threads")) {
+		THREADS = atoi(argv[4]);
+		if (THREADS < 1 || THREADS > MAX_THREADS)
+			goto usage;
+		argc = 3;
+	}
 	if (argc != 3 || strcmp(argv[1], "--heap") != 0)
 		goto usage;
 	if (!strcmp(argv[2], "system"))
@@ -125,7 +132,7 @@ int main(int argc, char **argv)
 		}
 	}
 	long base = rss_anon_kib();
-	pthread_t t[THREADS];
+	pthread_t t[MAX_THREADS];
 	for (int i = 0; i < THREADS; i++)
 		if (pthread_create(&t[i], NULL, thread_main, (void *)(size_t)i) != 0) {
 			perror("pthread_create");
@@ -150,10 +157,11 @@ int main(int argc, char **argv)
 	const char *label = kind == OWNED  ? "lfpool, owned pools (the default)"
 			    : kind == BINS ? "lfpool, bins (LFP_HEAP_BINS)"
 					   : "system";
-	printf("| %s%s%s | %ld |\n", label, preload && *preload ? ", LD_PRELOAD=" : "",
-	       preload && *preload ? preload : "", grown);
+	printf("| %s%s%s | %d | %ld |\n", label, preload && *preload ? ", LD_PRELOAD=" : "",
+	       preload && *preload ? preload : "", THREADS, grown);
 	return 0;
 usage:
-	fprintf(stderr, "usage: %s --heap system|bins|owned\n", argv[0]);
+	fprintf(stderr, "usage: %s --heap system|bins|owned [--threads N (1..%d, default 4)]\n", argv[0],
+		MAX_THREADS);
 	return 2;
 }
