@@ -1483,12 +1483,9 @@ void lfpi_cache_init(lfp_pool_t *p)
 	 * until a thread first fills one, so a big pool's cache area (up to
 	 * 4.3 MiB, a page or more per 4 magazines) is not resident at birth.
 	 * The pool is not published yet: nothing else reads these words. */
-	for (uint32_t m = 0; m < p->n_mags; m++) {
-		uint32_t v;
-		memcpy(&v, &lfpi_mag_at(p, m)->count, sizeof v);
-		if (v != 0)
+	for (uint32_t m = 0; m < p->n_mags; m++)
+		if (lfp_load32_relaxed(&lfpi_mag_at(p, m)->count) != 0) /* relaxed: unpublished pool */
 			lfp_init32(&lfpi_mag_at(p, m)->count, 0);
-	}
 	/* Every magazine starts on depot_empty, linked in order: a slot takes
 	 * two when a thread claims it and gives them back when it is freed, so
 	 * the magazines of slots nobody holds serve the threads that run. */

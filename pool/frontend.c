@@ -5,7 +5,8 @@
  * the pools' own per-thread cache); sizes above it and below the huge
  * threshold go to one fallback heap (pool/heap.c); huge sizes get their own
  * mmap. A class starts with one small pool and adds a pool twice as big
- * whenever all of its pools are empty; completely free pools are retired by
+ * whenever all of its pools are empty (with owned pools: all the pools this
+ * thread can use, and twice its own largest); completely free pools are retired by
  * lfp_heap_trim. Pool regions are carved from the fallback heap (whole
  * 512-byte page-map pages), so a retired pool's memory serves mid-size
  * requests next.
@@ -1467,7 +1468,7 @@ static FE_NOINLINE void *own_miss(lfp_heap_t *h, uint32_t ci)
 		 * first: the smallest), not by the class's next size: with
 		 * that, every thread's first pool of a class was the size
 		 * the class had reached, up to 1 MiB, and 64 threads holding
-		 * 4 blocks of 4 classes held 252 MiB of pools. */
+		 * 4 blocks of 4 classes held about 250 MiB of pools. */
 		struct cls *c = &h->cls[ci];
 		pthread_mutex_lock(&c->grow_lock);
 		int rc = class_grow(h, c, ci, mine != 0 ? 2 * mine : h->pool_min_bytes);
@@ -2553,10 +2554,18 @@ int lfp_heap_trim(lfp_heap_t *h)
 	pthread_mutex_lock(&h->trim_lock);
 	int n = 0;
 	for (uint32_t i = 0; i < h->nclasses; i++) {
+		/* A pass takes at most TRIM_BATCH candidates: as many passes
+		 * as the pools there are now need, and no more, so threads
+		 * that keep adding pools cannot keep trim (and the class's
+		 * growers, who wait on its grow_lock) going. */
+		rcu_lock();
+		const struct poolset *s = ptr_load_acquire(&h->cls[i].pools); /* F2: pairs with F1 */
+		uint32_t passes = 1 + (s != NULL ? s->n : 0) / TRIM_BATCH;
+		rcu_unlock();
 		int r;
-		do /* a pass takes at most TRIM_BATCH candidates */
+		do
 			n += r = trim_class(h, &h->cls[i]);
-		while (r == TRIM_BATCH);
+		while (r == TRIM_BATCH && --passes != 0);
 	}
 	(void)lfp_flheap_trim(h->fh);
 	pthread_mutex_unlock(&h->trim_lock);

@@ -309,8 +309,8 @@ enum {
 	 * LFP_HEAP_BINS it is EINVAL; ignored with LFP_HEAP_CHECKED. */
 	LFP_HEAP_OWNED = 1u << 4,
 	/** Per-thread bins over shared pools instead of thread-owned pools
-	 * (the default before 0.2): a thread caches at most 2 x 4 KiB of
-	 * blocks per class and hands the rest back to shared pools, so an idle
+	 * (the default before 0.2): a thread caches at most two stacks of
+	 * 4 KiB (and at least 2 blocks each) per class and hands the rest back to shared pools, so an idle
 	 * thread holds little, and a block freed by another thread is reused
 	 * by that thread at once. Slower where threads free what they allocate
 	 * (real-program traces: 0.6x the owned pools, docs/benchmarks-heap.md
@@ -327,10 +327,12 @@ typedef struct lfp_heap_config {
 	const size_t *class_sizes;
 	size_t class_count;
 	size_t pool_min_bytes;   /**< block bytes of a class's first pool
-				    (0 = 1 KiB; classes up to 64 bytes get
-				    at least 256 blocks, for the pool cache);
-				    each later pool doubles */
-	size_t pool_max_bytes;   /**< cap of the doubling (0 = 1 MiB) */
+				    (0 = 1 KiB; at least 2 blocks); each
+				    later pool doubles: per class with bins,
+				    per thread and class with owned pools */
+	size_t pool_max_bytes;   /**< where the doubling stops (0 = 1 MiB;
+				    a size that is not pool_min_bytes times a
+				    power of two can be passed by up to 2x) */
 	size_t huge_threshold;   /**< requests at least this big are mmapped
 				    directly (0 = 256 KiB) */
 	unsigned fit;            /**< fallback heap policy (enum lfp_fit) */
