@@ -20,7 +20,7 @@
  * 512-byte page of the fallback heap, `pool | class` for every page of a
  * pool's region. A pointer on a page with no word is a huge block (the
  * directory: a sorted array of {lo, hi, kind, class, object} covering every
- * huge mapping and, as a second way in, every small pool), a fallback-heap
+ * huge mapping; until 0.2 every small pool too), a fallback-heap
  * block (inside the reservation), or foreign. The directory, and each
  * class's array of pools, are immutable once published: writers (under
  * dir_lock / the class's grow_lock) copy, modify, publish the copy with a
@@ -31,8 +31,8 @@
  *   1. unpublish it from its class; synchronize_rcu: no refill holds it;
  *   2. if it is still completely free (blocks in thread caches count as
  *      allocated), no block of it is live, so no legal free can target it:
- *      unpublish it from the page map and directory; synchronize_rcu: no
- *      directory reader is inside it; destroy it and give its region back;
+ *      unpublish it from the page map; synchronize_rcu: no free() that
+ *      read its word is inside it; destroy it and give its region back;
  *      otherwise (a refill took blocks in the window) put it back.
  * free's page-map path has no read section: a live block pins its pool, and
  * a stale pointer is checked against whatever the word names (tc_put).
@@ -71,11 +71,10 @@
  * so builds under it add __tsan_release at read_unlock and __tsan_acquire
  * after each grace period.
  *
- * Invariants: directory entries are sorted and disjoint; every small pool
- * in a class array is in the directory; every page of a pool's region is in
- * the page map with the pool's class, and no other page is; a pool leaves
- * the page map and the directory only after it left its class array and a
- * grace period passed; a block in a thread cache or parked in a class
+ * Invariants: directory entries are sorted, disjoint and huge blocks only;
+ * every page of a pool's region is in the page map with the pool's class,
+ * and no other page is; a pool leaves the page map only after it left its
+ * class array and a grace period passed; a block in a thread cache or parked in a class
  * depot is marked LFPI_HELD.
  */
 #include "heap_internal.h"
@@ -215,8 +214,10 @@ struct cls {
  * (pool_config) and page-aligned, so no two pools, and no pool and a
  * fallback-heap block, share a page: one load finds a block's pool and
  * class. Pools with regions of at least one granule ("big") are also
- * granule-aligned and whole granules; smaller ones are listed in the
- * directory too (owner_of's second way in). PM_PAGE is the map's own unit,
+ * granule-aligned and whole granules. Smaller ones were listed in the
+ * directory too until 0.2; its copy-on-write array made every pool added
+ * cost O(pools), which with owned pools (one per thread and class) grew
+ * quadratic in the threads. PM_PAGE is the map's own unit,
  * independent of the system page size: 512 bytes keeps the rounding of
  * small pools cheap (footprint sum on the real traces: 1 KiB pages
  * 1.22x glibc, 512 B 1.20x; benchmarks-heap.md section 7). */
@@ -522,17 +523,13 @@ static int poolset_update(lfp_heap_t *h, struct cls *c, lfp_pool_t *add, lfp_poo
 	return 0;
 }
 
-/* Make p findable by free(): its whole pages in the page map, and a small
- * pool in the directory too. Caller holds dir_lock. */
+/* Make p findable by free(): its whole pages in the page map. Caller holds
+ * dir_lock (for pm_hi). */
 static int pool_publish(lfp_heap_t *h, lfp_pool_t *pool, uint32_t ci, size_t rsize)
 {
 	uintptr_t lo = (uintptr_t)pool;
-	if (rsize < GRAN) {
-		struct dir_entry e = { lo, lo + rsize, DIR_POOL, ci, pool };
-		int rc = dir_update(h, &e, true);
-		if (rc != 0)
-			return rc;
-	}
+	/* The page map alone finds every pool block: no directory entry,
+	 * whose copy-on-write array made each pool added cost O(pools). */
 	pagemap_set(h, lo, lo + rsize, pool, ci);
 	if (lo + rsize > h->pm_hi)
 		h->pm_hi = lo + rsize;
@@ -543,11 +540,6 @@ static void pool_unpublish(lfp_heap_t *h, lfp_pool_t *pool, size_t rsize)
 {
 	uintptr_t lo = (uintptr_t)pool;
 	pagemap_set(h, lo, lo + rsize, NULL, 0);
-	if (rsize < GRAN) {
-		struct dir_entry e = { .lo = lo };
-		while (dir_update(h, &e, false) != 0)
-			; /* the metadata heap is out of memory: retry (rare) */
-	}
 }
 
 /* Bytes of p's region (what pool_config gave it). */
@@ -1839,8 +1831,8 @@ struct owner {
 	void *obj;     /* DIR_POOL: the pool; DIR_HUGE: the user pointer */
 };
 
-/* Inside a read section. A big pool in O(1) through the page map, else a
- * binary search of the (small) directory. */
+/* Inside a read section. A pool's block in O(1) through the page map, else
+ * a binary search of the directory (huge blocks). */
 static inline struct owner owner_of(const lfp_heap_t *h, const void *p)
 {
 	uintptr_t a = (uintptr_t)p;
@@ -1848,9 +1840,8 @@ static inline struct owner owner_of(const lfp_heap_t *h, const void *p)
 	if (lfpi_likely(in_fh)) {
 		uint64_t w = lfp_load64_acquire(pm_slot(h, a)); /* P2: pairs with P1 */
 		const lfp_pool_t *pool = pm_pool(w);
-		/* A big pool owns its whole granules; a small pool's word on a
-		 * partly covered page only its own region (the rest of the page
-		 * is another owner's: the directory says whose). */
+		/* A big pool owns its whole granules, a small one its whole
+		 * pages (validate checks both); the bound is defensive. */
 		if (lfpi_likely(w != 0) &&
 		    (pool->region_size >= GRAN || a - (uintptr_t)pool < pool->region_size))
 			return (struct owner){ DIR_POOL, pm_class(w), 0,
@@ -2677,15 +2668,13 @@ int lfp_heap_validate(lfp_heap_t *h, const char **why)
 			w = "the thread state of threads with none (tc_none) was written";
 	rcu_lock();
 	const struct dir *d = ptr_load_acquire(&h->dir); /* F4 */
-	uint32_t small = 0;
 	for (uint32_t i = 0; d && i < d->n && !w; i++) {
 		const struct dir_entry *e = &d->e[i];
 		if (e->lo >= e->hi || (i && d->e[i - 1].hi > e->lo))
 			w = "directory entries overlap or are unsorted";
-		else if (e->kind == DIR_POOL)
-			small++;
+		else if (e->kind != DIR_HUGE)
+			w = "the directory holds something other than huge blocks";
 	}
-	uint32_t listed_small = 0;
 	uint64_t mapped = 0;
 	for (uint32_t ci = 0; ci < h->nclasses && !w; ci++) {
 		const struct cls *c = &h->cls[ci];
@@ -2722,18 +2711,9 @@ int lfp_heap_validate(lfp_heap_t *h, const char **why)
 				/* No page is shared: free's fast path trusts the word. */
 				if ((lo | bytes) & (PM_PAGE - 1))
 					w = "a pool region is not whole page-map pages";
-				if (bytes < GRAN) {
-					const struct dir_entry *e = d ? dir_find(d, lo) : NULL;
-					if (e == NULL || e->kind != DIR_POOL || e->obj != pool || e->cls != ci ||
-					    e->hi != lo + bytes)
-						w = "a small pool is missing from the directory";
-					listed_small++;
-				}
 			}
 		}
 	}
-	if (!w && listed_small != small)
-		w = "the directory holds pools no class lists";
 	for (uint32_t ci = 0; ci < h->nclasses && !w; ci++)
 		w = dep_validate(h, ci);
 	/* Every mapped page belongs to a listed pool: count the map's words. */
