@@ -1865,10 +1865,12 @@ static inline struct owner owner_of(const lfp_heap_t *h, const void *p)
 	if (lfpi_likely(in_fh)) {
 		uint64_t w = lfp_load64_acquire(pm_slot(h, a)); /* P2: pairs with P1 */
 		const lfp_pool_t *pool = pm_pool(w);
-		/* A big pool owns its whole granules, a small one its whole
-		 * pages (validate checks both); the bound is defensive. */
-		if (lfpi_likely(w != 0) &&
-		    (pool->region_size >= GRAN || a - (uintptr_t)pool < pool->region_size))
+		/* A pool owns every page its word names: whole granules for a
+		 * big one, whole pages for a small one (validate checks both).
+		 * A pointer in its header or in the tail past its last block
+		 * is the pool's to refuse (-EINVAL), never the fallback
+		 * heap's, which would read the bytes before it as a header. */
+		if (lfpi_likely(w != 0))
 			return (struct owner){ DIR_POOL, pm_class(w), 0,
 					       (void *)(uintptr_t)pool };
 	}

@@ -423,6 +423,67 @@ Test(heap_bad_free, lfp_free_counts_and_ignores)
 		     "too late to configure the default heap");
 }
 
+/* The pointer just past the last block of a class's first pool lies in
+ * the tail of the pool's last page: the page map names the pool there, and
+ * the pool must refuse it. With small pools out of the directory, a check
+ * that sent such a pointer on to the fallback heap read the last block's
+ * final bytes as a fallback header: with the right bytes there, free
+ * returned 0 and corrupted the fallback heap. Every mode; the last block
+ * ends in a fake header (size 32, allocated). */
+static lfp_heap_stats_t stats_of(lfp_heap_t *h);
+
+static int past_the_last_block(unsigned flags)
+{
+	static const size_t cls_sizes[] = { 48, 80, 112, 208, 304, 400 };
+	int tails = 0;
+	for (size_t k = 0; k < sizeof cls_sizes / sizeof *cls_sizes; k++) {
+		lfp_heap_config_t c = { .flags = flags, .reserve = (size_t)1 << 30 };
+		lfp_heap_t *h = lfp_heap_create(&c);
+		cr_assert_not_null(h);
+		size_t sz = cls_sizes[k];
+		enum { MAXB = 4096 };
+		static char *v[MAXB];
+		int n = 0;
+		char *last = NULL;
+		/* The blocks of the class's first pool: until a second one. */
+		while (n < MAXB) {
+			v[n] = lfp_heap_malloc(h, sz);
+			cr_assert_not_null(v[n]);
+			if (stats_of(h).pools > 1)
+				break;
+			if (last == NULL || v[n] > last)
+				last = v[n];
+			n++;
+		}
+		size_t usable = lfp_heap_usable_size(h, last);
+		char *past = last + usable;
+		if (((uintptr_t)past & 511) != 0) { /* in the tail of the pool's page */
+			tails++;
+			uint32_t fake = 32 | 1;
+			memcpy(past - 4, &fake, sizeof fake);
+			errno = 0;
+			cr_expect_eq(lfp_heap_usable_size(h, past), 0, "flags %#x, %zu B", flags, sz);
+			cr_expect_null(lfp_heap_realloc(h, past, 8), "flags %#x, %zu B", flags, sz);
+			cr_expect_eq(errno, EINVAL, "flags %#x, %zu B: realloc", flags, sz);
+			cr_expect_eq(lfp_heap_free(h, past), -EINVAL, "flags %#x, %zu B: free", flags, sz);
+			assert_valid(h);
+		}
+		for (int i = 0; i <= n && i < MAXB; i++)
+			cr_assert_eq(lfp_heap_free(h, v[i]), 0);
+		assert_valid(h);
+		lfp_heap_destroy(h);
+	}
+	return tails;
+}
+
+Test(heap_bad_free, the_tail_past_a_small_pools_last_block_is_refused)
+{
+	static const unsigned modes[] = { 0, LFP_HEAP_BINS, LFP_HEAP_CHECKED };
+	for (size_t m = 0; m < sizeof modes / sizeof *modes; m++)
+		cr_expect_gt(past_the_last_block(modes[m]), 0, "flags %#x: no class had a tail to test",
+			     modes[m]);
+}
+
 /* ---- the thread cache (struct fe_tc in pool/frontend.c) ------------------------------- */
 
 struct tc_job {
