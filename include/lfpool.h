@@ -98,9 +98,11 @@ typedef struct lfp_pool_config {
 	 * All 0 = defaults: no cache below 256 blocks; else
 	 * slots = clamp(count / 1024, 1, 1024),
 	 * size = clamp(pow2_floor(count / (8 * slots)), 4, 256) and
-	 * depot = 2 * slots. A thread's hoard (blocks no other thread can
-	 * reach) is at most 2 * size, so all slots together hold at most a
-	 * quarter of the pool by default. */
+	 * depot = max(2 * slots, ceil(count / size) - 2 * slots), magazines
+	 * for the whole pool (spare ones cost address space until used). A
+	 * thread's hoard (blocks no other thread can reach) is at most
+	 * 2 * size, so all slots together hold at most a quarter of the pool
+	 * by default. */
 	size_t cache_size;  /**< blocks per magazine, 1..LFP_CACHE_MAX_SIZE; 0 = default */
 	size_t cache_slots; /**< threads that can hold a cache at once,
 			     *   0..LFP_CACHE_MAX_SLOTS; 0 = default; other

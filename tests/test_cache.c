@@ -107,12 +107,12 @@ Test(layout, default_cache_shape_and_region_size)
 	lfp_pool_t *p = make(a);
 	cr_assert_eq(p->cache_slots, 9);   /* 10000 / 1024 */
 	cr_assert_eq(p->cache_size, 128);  /* pow2_floor(10000 / (8 * 9)) */
-	cr_assert_eq(p->n_mags, 4 * 9);    /* depot = 2 * slots */
+	cr_assert_eq(p->n_mags, 79);       /* magazines for the whole pool: ceil(10000 / 128) */
 	/* hoard bound: 2 k S <= count / 4 */
 	cr_assert_leq(2 * 128 * 9, 10000 / 4);
 	/* The documented size of the cache area: slots * 64 + magazines *
 	 * (4 + round64(4 + 4 k)), plus alignment. */
-	cr_assert_leq(with - without, (size_t)(9 * 64 + 36 * (4 + 576)) + 128);
+	cr_assert_leq(with - without, (size_t)(9 * 64 + 79 * (4 + 576)) + 128);
 	lfp_pool_destroy(p);
 }
 
@@ -284,13 +284,15 @@ Test(cached, batches_hold_what_magazines_cannot)
 
 Test(cached, tiny_magazines_and_depot_overflow)
 {
-	/* 1-entry magazines, no spare magazine: every flush spills a chain. */
+	/* 1-entry magazines, two spare magazines: every flush spills a
+	 * chain. (Depot 0 would mean the default: magazines for the whole
+	 * pool, 300 of them here.) */
 	lfp_pool_config_t c = cfg(16, 300);
 	c.cache_slots = 1;
 	c.cache_size = 1;
-	c.cache_depot = 0;
+	c.cache_depot = 2;
 	lfp_pool_t *p = make(c);
-	cr_assert_eq(p->n_mags, 2 + 2, "depot 0 means the default: 2 * slots");
+	cr_assert_eq(p->n_mags, 2 + 2);
 	for (int r = 0; r < 3; r++)
 		cycle_all(p, 300);
 	assert_valid(p, 300);
@@ -962,7 +964,7 @@ Test(layout, big_pools_give_a_slot_to_many_threads)
 
 	lfp_pool_t *q = make(cfg(16, (size_t)1 << 21));
 	cr_expect_eq(q->cache_slots, 1024u, "the default cap");
-	cr_expect_eq(q->n_mags, 4 * 1024u);
+	cr_expect_eq(q->n_mags, 8192u, "magazines for the whole pool: 2^21 / 256");
 	lfp_pool_destroy(q);
 }
 
