@@ -1480,8 +1480,8 @@ void lfpi_cache_init(lfp_pool_t *p)
 	}
 	/* A count that reads 0 already is not written: in a fresh anonymous
 	 * mapping (lfp_pool_create) the magazines' pages then stay untouched
-	 * until a thread first fills one, so a big pool's cache area (up to
-	 * 4.3 MiB, a page or more per 4 magazines) is not resident at birth.
+	 * until a thread first fills one, so a big pool's cache area (about
+	 * 4.6 bytes per block by default) is not resident at birth.
 	 * The pool is not published yet: nothing else reads these words. */
 	for (uint32_t m = 0; m < p->n_mags; m++)
 		if (lfp_load32_relaxed(&lfpi_mag_at(p, m)->count) != 0) /* relaxed: unpublished pool */

@@ -33,13 +33,13 @@ static uint64_t clamp_u64(uint64_t x, uint64_t lo, uint64_t hi) { return x < lo 
 
 /* The cache's shape (docs/caches.md): S slots, k entries per magazine, M
  * magazines. Defaults keep the worst-case hoard of the slots (2 k S blocks)
- * at or below a quarter of the pool and the cache area at most 4 S
- * magazines, about 2.2 bytes per block (4.4 MiB at S = 1024, k = 256, from
- * 2^21 blocks up); what does not fit in magazines travels as in-band
- * batches. S grows with the pool up to 1024 threads: with the old cap of
- * 64, threads past the 64th of a big pool ran on the shared stack, and 256
- * threads on 16 cores paid 8x per pair (docs/benchmarks.md). 0 everywhere
- * means no cache. */
+ * at or below a quarter of the pool and give it magazines for every block
+ * (about 4.6 bytes per block of address space, resident only as threads
+ * fill them); what does not fit in magazines (a custom depot, or pools past
+ * the 65535-magazine limit) travels as in-band batches. S grows with the
+ * pool up to 1024 threads: with the old cap of 64, threads past the 64th of
+ * a big pool ran on the shared stack, and 256 threads on 16 cores paid 8x
+ * per pair (docs/benchmarks.md). 0 everywhere means no cache. */
 static int cache_shape(const lfp_pool_config_t *cfg, struct lfpi_layout *lay)
 {
 	uint64_t count = cfg->block_count, S, k, D;

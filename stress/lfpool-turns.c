@@ -1,8 +1,8 @@
 /*
  * lfpool-turns: what an allocator holds when threads take turns.
  *
- * THREADS threads (--threads, default 4) stay alive; they take ROUNDS turns each, one thread at a
- * time. In its turn a thread allocates BLOCKS blocks of 16-64 bytes (about
+ * nthreads threads (--threads, default 4) stay alive; they take ROUNDS
+ * turns each, one thread at a time. In its turn a thread allocates BLOCKS blocks of 16-64 bytes (about
  * 2 MiB of payload), writes each, and frees them all in a shuffled order.
  * When every turn is done, and before any thread exits (an exit gives a
  * thread's cached memory back), the program prints how much the process's
@@ -31,7 +31,7 @@
 #include <sys/mman.h>
 
 enum { MAX_THREADS = 256, ROUNDS = 3, BLOCKS = 50000, STEP = 7919 /* prime: a permutation */ };
-static int THREADS = 4; /* --threads */
+static int nthreads = 4; /* --threads */
 
 static enum { SYSTEM, BINS, OWNED } kind;
 static lfp_heap_t *heap;
@@ -79,7 +79,7 @@ static void *thread_main(void *arg)
 		bad = true;
 	for (int r = 0; r < ROUNDS; r++) {
 		pthread_mutex_lock(&mu);
-		while (turn % THREADS != me)
+		while (turn % nthreads != me)
 			pthread_cond_wait(&cv, &mu);
 		pthread_mutex_unlock(&mu);
 		for (int i = 0; i < BLOCKS && !bad; i++) {
@@ -109,8 +109,8 @@ static void *thread_main(void *arg)
 int main(int argc, char **argv)
 {
 	if (argc == 5 && !strcmp(argv[3], "--threads")) {
-		THREADS = atoi(argv[4]);
-		if (THREADS < 1 || THREADS > MAX_THREADS)
+		nthreads = atoi(argv[4]);
+		if (nthreads < 1 || nthreads > MAX_THREADS)
 			goto usage;
 		argc = 3;
 	}
@@ -133,13 +133,13 @@ int main(int argc, char **argv)
 	}
 	long base = rss_anon_kib();
 	pthread_t t[MAX_THREADS];
-	for (int i = 0; i < THREADS; i++)
+	for (int i = 0; i < nthreads; i++)
 		if (pthread_create(&t[i], NULL, thread_main, (void *)(size_t)i) != 0) {
 			perror("pthread_create");
 			return 1;
 		}
 	pthread_mutex_lock(&mu);
-	while (turn < THREADS * ROUNDS)
+	while (turn < nthreads * ROUNDS)
 		pthread_cond_wait(&cv, &mu);
 	pthread_mutex_unlock(&mu);
 	long grown = rss_anon_kib() - base;
@@ -147,7 +147,7 @@ int main(int argc, char **argv)
 	all_done = true;
 	pthread_cond_broadcast(&cv);
 	pthread_mutex_unlock(&mu);
-	for (int i = 0; i < THREADS; i++)
+	for (int i = 0; i < nthreads; i++)
 		pthread_join(t[i], NULL);
 	if (failed) {
 		fprintf(stderr, "lfpool-turns: an allocation or free failed\n");
@@ -158,7 +158,7 @@ int main(int argc, char **argv)
 			    : kind == BINS ? "lfpool, bins (LFP_HEAP_BINS)"
 					   : "system";
 	printf("| %s%s%s | %d | %ld |\n", label, preload && *preload ? ", LD_PRELOAD=" : "",
-	       preload && *preload ? preload : "", THREADS, grown);
+	       preload && *preload ? preload : "", nthreads, grown);
 	return 0;
 usage:
 	fprintf(stderr, "usage: %s --heap system|bins|owned [--threads N (1..%d, default 4)]\n", argv[0],
