@@ -2,15 +2,16 @@
  * lfpool-turns: what an allocator holds when threads take turns.
  *
  * nthreads threads (--threads, default 4) stay alive; they take ROUNDS
- * turns each, one thread at a time. In its turn a thread allocates BLOCKS blocks of 16-64 bytes (about
- * 2 MiB of payload), writes each, and frees them all in a shuffled order.
+ * turns each, one thread at a time. In its turn a thread allocates BLOCKS
+ * blocks of 16-64 bytes (about 2 MiB of payload), writes each, and frees
+ * them all in a shuffled order.
  * When every turn is done, and before any thread exits (an exit gives a
  * thread's cached memory back), the program prints how much the process's
  * anonymous resident memory (RssAnon) grew. A server whose worker threads
  * take bursts of work in turn sees this figure as memory that idle threads
  * keep.
  *
- *   lfpool-turns --heap system|bins|owned
+ *   lfpool-turns --heap system|bins|owned [--threads N]
  *
  * `system` calls malloc/free: run it with LD_PRELOAD for jemalloc, mimalloc
  * or tcmalloc (`make turns` does). `bins` and `owned` use an lfpool heap
