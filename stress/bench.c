@@ -825,10 +825,10 @@ static int driver(int argc, char **argv)
 		for (unsigned z = 0; z < o.n_sizes; z++)
 			for (unsigned rep = 0; rep < o.reps; rep++)
 				for (unsigned i = 0; i < nrows; i++) {
-					/* A row that did not finish once is not run again
-					 * for this scenario and size. */
-					if (rep > 0 && cpu[i][z][0] == DNF) {
-						wall[i][z][rep] = cpu[i][z][rep] = DNF;
+					/* A row that did not finish, or failed, once is not
+					 * run again for this scenario and size. */
+					if (rep > 0 && (cpu[i][z][0] == DNF || cpu[i][z][0] == -1)) {
+						wall[i][z][rep] = cpu[i][z][rep] = cpu[i][z][0];
 						continue;
 					}
 					int got = measure(&rows[i], jobs[j].arg, o.sizes[z], &wall[i][z][rep],
