@@ -544,7 +544,7 @@ static int poolset_update(lfp_heap_t *h, struct cls *c, lfp_pool_t *add, lfp_poo
 
 /* Make p findable by free(): its whole pages in the page map. Caller holds
  * dir_lock (for pm_hi). */
-static int pool_publish(lfp_heap_t *h, lfp_pool_t *pool, uint32_t ci, size_t rsize)
+static void pool_publish(lfp_heap_t *h, lfp_pool_t *pool, uint32_t ci, size_t rsize)
 {
 	uintptr_t lo = (uintptr_t)pool;
 	/* The page map alone finds every pool block: no directory entry,
@@ -552,7 +552,6 @@ static int pool_publish(lfp_heap_t *h, lfp_pool_t *pool, uint32_t ci, size_t rsi
 	pagemap_set(h, lo, lo + rsize, pool, ci);
 	if (lo + rsize > h->pm_hi)
 		h->pm_hi = lo + rsize;
-	return 0;
 }
 
 static void pool_unpublish(lfp_heap_t *h, lfp_pool_t *pool, size_t rsize)
@@ -595,16 +594,14 @@ static int class_grow(lfp_heap_t *h, struct cls *c, uint32_t ci, size_t bytes)
 	}
 	lfp_init32(&pool->own_lhead, LFP_NIL); /* owned mode: no owner, no own list */
 	pthread_mutex_lock(&h->dir_lock);
-	int rc = pool_publish(h, pool, ci, rsize);
+	pool_publish(h, pool, ci, rsize);
 	pthread_mutex_unlock(&h->dir_lock);
-	if (rc == 0) {
-		rc = poolset_update(h, c, pool, NULL, 0);
-		if (rc != 0) {
-			pthread_mutex_lock(&h->dir_lock);
-			pool_unpublish(h, pool, rsize);
-			pthread_mutex_unlock(&h->dir_lock);
-			rcu_sync();
-		}
+	int rc = poolset_update(h, c, pool, NULL, 0);
+	if (rc != 0) {
+		pthread_mutex_lock(&h->dir_lock);
+		pool_unpublish(h, pool, rsize);
+		pthread_mutex_unlock(&h->dir_lock);
+		rcu_sync();
 	}
 	if (rc != 0) {
 		(void)lfp_pool_destroy(pool);
