@@ -99,7 +99,8 @@ typedef struct lfp_pool_config {
 	 * slots = clamp(count / 1024, 1, 1024),
 	 * size = clamp(pow2_floor(count / (8 * slots)), 4, 256) and
 	 * depot = max(2 * slots, ceil(count / size) - 2 * slots), magazines
-	 * for the whole pool (spare ones cost address space until used). A
+	 * for the whole pool (spare ones cost address space until used), cut
+	 * so that 2 * slots + depot <= 65535. A
 	 * thread's hoard (blocks no other thread can reach) is at most
 	 * 2 * size, so all slots together hold at most a quarter of the pool
 	 * by default. */

@@ -66,8 +66,13 @@ static int cache_shape(const lfp_pool_config_t *cfg, struct lfpi_layout *lay)
 	 * the magazines: 0.92-1.01x; docs/benchmarks.md). The spare ones cost
 	 * address space until a thread fills one (lfpi_cache_init leaves them
 	 * untouched), and they are no thread's hoard: any thread takes them. */
-	if (!cfg->cache_depot && 2 * S + D < (count + k - 1) / k)
+	if (!cfg->cache_depot && 2 * S + D < (count + k - 1) / k) {
 		D = (count + k - 1) / k - 2 * S;
+		/* A grown default that would not fit is cut to fit, never
+		 * below 2 S: an explicit cache_slots stays valid. */
+		if (2 * S + D > LFPI_CACHE_MAX_MAGS)
+			D = LFPI_CACHE_MAX_MAGS - 2 * S > 2 * S ? LFPI_CACHE_MAX_MAGS - 2 * S : 2 * S;
+	}
 	if (2 * S + D > LFPI_CACHE_MAX_MAGS) {
 		if (cfg->cache_depot || cfg->cache_slots)
 			return -EINVAL;

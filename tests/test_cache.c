@@ -154,6 +154,28 @@ Test(layout, limits_are_einval)
 	cr_assert_eq(lfp_pool_region_size(&b), lfp_pool_region_size(&c));
 }
 
+/* An explicit cache_slots with the default depot stays valid on a big pool:
+ * the depot grown to cover the pool is cut to the magazine limit, not
+ * refused (it was EINVAL between 0.2.0's depot change and this test). */
+Test(layout, explicit_slots_with_the_default_depot_fit_a_big_pool)
+{
+	lfp_pool_config_t a = cfg(16, (size_t)1 << 20);
+	a.cache_slots = 8;
+	a.cache_size = 4; /* ceil(count / k) = 262144 magazines wanted */
+	lfp_pool_t *p = make(a);
+	cr_expect_eq(p->cache_slots, 8);
+	cr_expect_eq(p->n_mags, 65535, "the depot is cut to the magazine limit");
+	lfp_pool_destroy(p);
+	lfp_pool_config_t b = cfg(16, (size_t)1 << 25);
+	b.cache_slots = 4;
+	errno = 0;
+	cr_expect_gt(lfp_pool_region_size(&b), 0, "errno %d", errno);
+	/* An explicit depot that does not fit is still refused. */
+	b.cache_depot = 65535;
+	cr_expect_eq(lfp_pool_region_size(&b), 0);
+	cr_expect_eq(errno, EINVAL);
+}
+
 Test(layout, init_in_caller_memory_keeps_the_cache_inside)
 {
 	lfp_pool_config_t c = cfg(32, 1000);
