@@ -480,6 +480,15 @@ static unsigned pool_flags(const lfp_heap_t *h)
 	       ((h->flags & LFP_HEAP_POOL_STATS) ? LFP_POOL_STATS : 0u);
 }
 
+/* Whole granules for a big pool region, whole page-map pages for a small
+ * one, so no two pools share a page and the page map alone finds every pool
+ * block. */
+static size_t region_round(size_t r)
+{
+	size_t unit = r >= GRAN ? GRAN : PM_PAGE;
+	return (r + unit - 1) & ~(unit - 1);
+}
+
 /* The config of a pool of class c with about `bytes` of blocks; a big one
  * gets as many blocks as fill its whole granules. *rsize: region bytes. */
 static lfp_pool_config_t pool_config(const lfp_heap_t *h, const struct cls *c, size_t bytes,
@@ -493,20 +502,18 @@ static lfp_pool_config_t pool_config(const lfp_heap_t *h, const struct cls *c, s
 		.flags = pool_flags(h),
 	};
 	size_t r = lfp_pool_region_size(&pc);
-	/* Whole granules for a big pool, whole page-map pages for a small
-	 * one, so no two pools share a page and the page map alone finds
-	 * every pool block. */
-	size_t unit = r >= GRAN ? GRAN : PM_PAGE;
-	{
-		size_t want = (r + unit - 1) & ~(unit - 1);
-		/* Grow the count to fill the granules, then back off until it
-		 * fits (the cache area depends on the count too). */
-		pc.block_count += (want - r) / (c->size + 4);
-		while (pc.block_count > 2 && (r = lfp_pool_region_size(&pc)) > want)
-			pc.block_count -= (r - want) / c->size + 1;
-		r = want;
-	}
-	*rsize = r;
+	size_t want = region_round(r);
+	/* Grow the count to fill the granules, then back off until it fits
+	 * (the cache area depends on the count too). */
+	pc.block_count += (want - r) / (c->size + 4);
+	while (pc.block_count > 2 && (r = lfp_pool_region_size(&pc)) > want)
+		pc.block_count -= (r - want) / c->size + 1;
+	/* The size pool_region_bytes finds again at retirement: the back-off
+	 * can cross a cache-shape threshold (a checked heap's pools have a
+	 * cache) and end well below want, and pages past the region that
+	 * kept their page-map words would refuse the fallback heap's blocks
+	 * placed there later. */
+	*rsize = region_round(lfp_pool_region_size(&pc));
 	return pc;
 }
 
@@ -569,9 +576,7 @@ static size_t pool_region_bytes(const lfp_heap_t *h, const struct cls *c, const 
 		.block_align = c->align,
 		.flags = pool_flags(h),
 	};
-	size_t r = lfp_pool_region_size(&pc);
-	size_t unit = r >= GRAN ? GRAN : PM_PAGE;
-	return (r + unit - 1) & ~(unit - 1);
+	return region_round(lfp_pool_region_size(&pc));
 }
 
 /* Add a pool of `bytes` of blocks to class c (grow_lock held); 0: the

@@ -942,6 +942,42 @@ Test(heap_depot, without_the_flag_nothing_is_parked)
 	lfp_heap_destroy(h);
 }
 
+/* A retired pool leaves no page-map word behind: the fallback heap's blocks
+ * later placed on its pages are freed normally. In a checked heap the pools
+ * have a cache, whose area made a pool's region smaller than the pages it
+ * was given, so 64 of 3000 such blocks were refused (and validate failed). */
+static void retired_pages_serve_the_fallback_heap(unsigned flags)
+{
+	static const size_t classes[] = { 8 };
+	lfp_heap_config_t c = { .flags = flags, .class_sizes = classes, .class_count = 1 };
+	lfp_heap_t *h = lfp_heap_create(&c);
+	cr_assert_not_null(h);
+	enum { N = 600, M = 3000 };
+	static void *b[N], *m[M];
+	for (int i = 0; i < N; i++)
+		cr_assert_not_null(b[i] = lfp_heap_malloc(h, 8));
+	for (int i = 0; i < N; i++)
+		cr_assert_eq(lfp_heap_free(h, b[i]), 0);
+	cr_assert_eq(lfp_heap_cache_flush(h), 0);
+	cr_expect_gt(lfp_heap_trim(h), 0, "flags %#x: the class's pools retire", flags);
+	assert_valid(h);
+	for (int i = 0; i < M; i++)
+		cr_assert_not_null(m[i] = lfp_heap_malloc(h, 24)); /* the fallback heap */
+	int refused = 0;
+	for (int i = 0; i < M; i++)
+		refused += lfp_heap_free(h, m[i]) != 0;
+	cr_expect_eq(refused, 0, "flags %#x: %d of %d fallback blocks refused", flags, refused, M);
+	assert_valid(h);
+	lfp_heap_destroy(h);
+}
+
+Test(heap_pools, retired_pages_serve_the_fallback_heap)
+{
+	retired_pages_serve_the_fallback_heap(0);
+	retired_pages_serve_the_fallback_heap(LFP_HEAP_BINS);
+	retired_pages_serve_the_fallback_heap(LFP_HEAP_CHECKED);
+}
+
 Test(heap_pools, classes_grow_and_empty_pools_retire)
 {
 	lfp_heap_config_t c = { .pool_min_bytes = 512, .pool_max_bytes = 1 << 17 };
