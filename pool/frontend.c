@@ -2583,10 +2583,13 @@ int lfp_heap_trim(lfp_heap_t *h)
 		const struct poolset *s = ptr_load_acquire(&h->cls[i].pools); /* F2: pairs with F1 */
 		uint32_t passes = 1 + (s != NULL ? s->n : 0) / TRIM_BATCH;
 		rcu_unlock();
+		/* Go on while a pass retires any: one short of TRIM_BATCH may
+		 * have given candidates back (a refill took a block) and left
+		 * free pools past its batch. */
 		int r;
 		do
 			n += r = trim_class(h, &h->cls[i]);
-		while (r == TRIM_BATCH && --passes != 0);
+		while (r > 0 && --passes != 0);
 	}
 	(void)lfp_flheap_trim(h->fh);
 	pthread_mutex_unlock(&h->trim_lock);
