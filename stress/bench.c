@@ -49,11 +49,14 @@
  * Pools are sized for the live blocks of a scenario plus the caches' hoard:
  * threads x 10k x 1.25 + 8192 blocks; --cache k,slots,depot sets the cache
  * shape (0 = default); --block-align N their block alignment (a block of
- * its own cache line at N = 64, as DPDK's mempool lays objects out).
+ * its own cache line at N = 64, as DPDK's mempool lays objects out);
+ * --pool-per-thread gives every lfpool thread a pool of its own (sized for one
+ * thread; a handoff pair shares its producer's), as a server does for objects
+ * that never change threads: no line is shared between the threads.
  *
  *   lfpool-bench [--scenario LIST] [--size LIST] [--alloc LIST] [--reps N]
  *                [--quick] [--mt-threads N] [--handoff-pairs N]
- *                [--over-threads LIST] [--cache k,slots,depot] [--block-align N] [--csv FILE]
+ *                [--over-threads LIST] [--cache k,slots,depot] [--block-align N] [--pool-per-thread] [--csv FILE]
  *   lfpool-bench --child SCENARIO SIZE ALLOC [same options]
  *
  * Timing is reported, never asserted; the program exits 1 only if an
@@ -122,6 +125,7 @@ static struct opts {
 	unsigned over[8], n_over;
 	size_t cache_k, cache_slots, cache_depot;
 	size_t block_align; /* lfpool rows: the pools' block_align (0: default) */
+	bool pool_per_thread; /* lfpool rows: a pool per thread (per pair in handoff) */
 	unsigned child_timeout; /* seconds a child may run (0: no limit) */
 	const char *csv;
 	/* lists to run (driver) */
@@ -160,6 +164,7 @@ struct ring {
 struct ctx {
 	LFP_CACHE_ALIGNED unsigned id;
 	int pin_cpu;        /* -1: unpinned */
+	lfp_pool_t *pool;   /* lfpool rows: m.pool, or this thread's own */
 	lfp_cache_t *cache; /* K_LFP_INLINE */
 	char *arena;        /* K_NOOP */
 	uint64_t noop_i, noop_mask;
@@ -207,7 +212,7 @@ static ALWAYS_INLINE void *bench_alloc(enum kind k, struct ctx *c)
 	}
 	case K_LFP_NOCACHE:
 	case K_LFP:
-		return lfp_pool_alloc(m.pool);
+		return lfp_pool_alloc(c->pool);
 	case K_LFP_INLINE:
 		return lfp_cache_alloc(c->cache);
 #ifdef BENCH_DPDK
@@ -237,7 +242,7 @@ static ALWAYS_INLINE void bench_free(enum kind k, struct ctx *c, void *p)
 		break;
 	case K_LFP_NOCACHE:
 	case K_LFP:
-		if (lfp_pool_free(m.pool, p) != 0)
+		if (lfp_pool_free(c->pool, p) != 0)
 			c->failed = 1;
 		break;
 	case K_LFP_INLINE:
@@ -437,7 +442,7 @@ static void *thread_main(void *arg)
 		die("rte_thread_register failed (no lcore left?)");
 #endif
 	if (m.kind == K_LFP_INLINE) {
-		c->cache = lfp_pool_cache(m.pool);
+		c->cache = lfp_pool_cache(c->pool);
 		if (c->cache == NULL)
 			die("lfp_pool_cache failed");
 	}
@@ -451,7 +456,7 @@ static void *thread_main(void *arg)
 	c->cpu = now_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0;
 	c->wall1 = now_ns(CLOCK_MONOTONIC);
 	if (m.kind == K_LFP || m.kind == K_LFP_INLINE)
-		(void)lfp_pool_cache_flush(m.pool);
+		(void)lfp_pool_cache_flush(c->pool);
 #ifdef BENCH_DPDK
 	if (m.kind == K_DPDK)
 		rte_thread_unregister();
@@ -479,11 +484,13 @@ static uint64_t xorshift(uint64_t *s)
 	return *s = x;
 }
 
-static void make_pool(void)
+/* A pool for `threads` threads of the scenario (all of them, or one with
+ * --pool-per-thread; a pair in handoff). */
+static lfp_pool_t *make_pool(unsigned threads)
 {
-	uint64_t live = (uint64_t)m.threads * BATCH;
+	uint64_t live = (uint64_t)threads * BATCH;
 	if (m.scen == S_HANDOFF)
-		live = (uint64_t)m.threads / 2 * (RING + 2 * BATCH);
+		live = (uint64_t)(threads + 1) / 2 * (RING + 2 * BATCH);
 	lfp_pool_config_t cfg = {
 		.block_size = m.size,
 		.block_count = (size_t)(live + live / 4 + 8192),
@@ -493,12 +500,27 @@ static void make_pool(void)
 		.cache_slots = o.cache_slots,
 		.cache_depot = o.cache_depot,
 	};
-	m.pool = lfp_pool_create(&cfg);
-	if (m.pool == NULL) {
+	lfp_pool_t *pool = lfp_pool_create(&cfg);
+	if (pool == NULL) {
 		fprintf(stderr, "lfpool-bench: lfp_pool_create(%zu x %zu): %s\n", cfg.block_count,
 			cfg.block_size, strerror(errno));
 		exit(1);
 	}
+	return pool;
+}
+
+/* After the run: every block of pool is back (the threads flushed their
+ * caches). 0, or 1 after a message. */
+static int check_pool(lfp_pool_t *pool)
+{
+	lfp_pool_report_t rep;
+	if (lfp_pool_validate(pool, &rep) != 0 || rep.free != rep.capacity) {
+		fprintf(stderr, "lfpool-bench: validate after the run: %s (free %llu of %llu)\n",
+			rep.error ? rep.error : "blocks missing", (unsigned long long)rep.free,
+			(unsigned long long)rep.capacity);
+		return 1;
+	}
+	return 0;
 }
 
 #ifdef BENCH_DPDK
@@ -572,8 +594,9 @@ static int child(void)
 	m.objects = o.quick ? 400000 : 2000000;
 	if (m.scen == S_OVER) /* the same total work whatever the thread count */
 		m.rounds = (o.quick ? 64 : 256) / m.threads + 1;
-	if (m.kind == K_LFP || m.kind == K_LFP_INLINE || m.kind == K_LFP_NOCACHE)
-		make_pool();
+	bool lfp = m.kind == K_LFP || m.kind == K_LFP_INLINE || m.kind == K_LFP_NOCACHE;
+	if (lfp && !o.pool_per_thread)
+		m.pool = make_pool(m.threads);
 	if (m.kind == K_MUTEX)
 		make_mutex_pool();
 #ifdef BENCH_DPDK
@@ -599,6 +622,9 @@ static int child(void)
 	for (unsigned t = 0; t < m.threads; t++) {
 		struct ctx *c = &cs[t];
 		c->id = t;
+		c->pool = m.pool;
+		if (lfp && o.pool_per_thread) /* handoff: the consumer frees into its producer's */
+			c->pool = m.scen == S_HANDOFF && t % 2 == 1 ? cs[t - 1].pool : make_pool(1);
 		bool pinned = m.scen != S_OVER;
 		c->pin_cpu = pinned ? m.cpus[t % m.ncpus] : -1;
 		if (pinned && m.threads > m.ncpus && t == m.ncpus)
@@ -646,15 +672,9 @@ static int child(void)
 	}
 	if (failed)
 		die(failed & 2 ? "an allocation failed" : "a free failed");
-	if (m.pool) {
-		lfp_pool_report_t rep;
-		if (lfp_pool_validate(m.pool, &rep) != 0 || rep.free != rep.capacity) {
-			fprintf(stderr, "lfpool-bench: validate after the run: %s (free %llu of %llu)\n",
-				rep.error ? rep.error : "blocks missing", (unsigned long long)rep.free,
-				(unsigned long long)rep.capacity);
+	for (unsigned t = 0; lfp && t < m.threads; t++)
+		if ((t == 0 || cs[t].pool != cs[t - 1].pool) && check_pool(cs[t].pool) != 0)
 			return 1;
-		}
-	}
 	/* wall: per pair as each thread saw it (per object for handoff, per
 	 * pair of the whole machine for over); cpu: all threads' CPU per pair */
 	double wall = (w1 - w0) / (double)(m.scen == S_OVER ? pairs : per_thread);
@@ -895,7 +915,8 @@ static void usage(const char *why)
 		"lfpool-bench: %s\n"
 		"usage: lfpool-bench [--scenario LIST] [--size LIST] [--alloc LIST] [--reps N] [--quick]\n"
 		"         [--mt-threads N] [--handoff-pairs N] [--over-threads LIST]\n"
-		"         [--cache k,slots,depot] [--block-align N] [--csv FILE] [--child-timeout S (60; 0 = none)]\n"
+		"         [--cache k,slots,depot] [--block-align N] [--pool-per-thread]\n"
+		"         [--csv FILE] [--child-timeout S (60; 0 = none)]\n"
 		"  scenarios: hot batch-lifo batch-shuffled mt-hot mt-batch handoff over (default all)\n"
 		"  allocators: noop glibc jemalloc mimalloc tcmalloc mutex dpdk lfpool-nocache lfpool\n"
 		"              lfpool-inline (default all that are built)\n",
@@ -984,6 +1005,10 @@ int main(int argc, char **argv)
 		} else if (!strcmp(a, "--quick")) {
 			o.quick = true;
 			off += (size_t)snprintf(common_args + off, sizeof common_args - off, " --quick");
+			continue;
+		} else if (!strcmp(a, "--pool-per-thread")) {
+			o.pool_per_thread = true;
+			off += (size_t)snprintf(common_args + off, sizeof common_args - off, " --pool-per-thread");
 			continue;
 		} else if (!strcmp(a, "--mt-threads")) {
 			o.mt_threads = (unsigned)parse_num(v, "--mt-threads");
