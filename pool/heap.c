@@ -535,11 +535,18 @@ static void release_pages(lfp_flheap_t *h, size_t lo, size_t hi)
 {
 	if (h->reserve == NULL)
 		return;
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-	lo = (lo + page - 1) & ~(page - 1);
-	hi &= ~(page - 1);
-	if (hi > lo)
-		(void)madvise(h->base + lo, hi - lo, MADV_DONTNEED);
+	/* Whole pages of the address range: h->base itself is not page
+	 * aligned, so offsets rounded from it gave madvise an unaligned
+	 * address, and every call failed with EINVAL (until 0.2.1: freed
+	 * memory never went back to the kernel). */
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t a = ((uintptr_t)(h->base + lo) + page - 1) & ~(page - 1);
+	uintptr_t b = (uintptr_t)(h->base + hi) & ~(page - 1);
+	if (b > a) {
+		int saved = errno; /* the callers' errno is the caller's */
+		(void)madvise((void *)a, b - a, MADV_DONTNEED);
+		errno = saved;
+	}
 }
 
 /*

@@ -56,6 +56,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -84,6 +85,28 @@ struct lfpt_state {
 	uint64_t seed;             /* set once before threads start */
 	const char *prog;          /* set once before threads start */
 };
+
+/* Resident pages among the whole pages inside [p, p + len) (mincore), or
+ * -1 if mincore fails. Tests that memory went back to the kernel. */
+static inline long lfpt_resident_pages(const void *p, size_t len)
+{
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t a = ((uintptr_t)p + page - 1) & ~(page - 1);
+	uintptr_t b = ((uintptr_t)p + len) & ~(page - 1);
+	if (b <= a)
+		return 0;
+	size_t n = (b - a) / page;
+	unsigned char *v = malloc(n);
+	if (v == NULL || mincore((void *)a, b - a, v) != 0) {
+		free(v);
+		return -1;
+	}
+	long r = 0;
+	for (size_t i = 0; i < n; i++)
+		r += v[i] & 1;
+	free(v);
+	return r;
+}
 
 static inline struct lfpt_state *lfpt_state(void)
 {

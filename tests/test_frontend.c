@@ -1001,7 +1001,20 @@ Test(heap_pools, classes_grow_and_empty_pools_retire)
 	assert_valid(h);
 	for (size_t i = 1; i < N; i += 2)
 		lfp_heap_free(h, v[i]);
+	uintptr_t lo = UINTPTR_MAX, hi = 0;
+	for (size_t i = 0; i < N; i++) {
+		lo = (uintptr_t)v[i] < lo ? (uintptr_t)v[i] : lo;
+		hi = (uintptr_t)v[i] > hi ? (uintptr_t)v[i] : hi;
+	}
+	errno = 4242;
 	int n = lfp_heap_trim(h);
+	cr_expect_eq(errno, 4242, "trim keeps errno (%d)", errno);
+	/* The retired pools' pages went back to the kernel (until 0.2.1 the
+	 * fallback heap's madvise always failed and kept them all). */
+	long span = (long)((hi - lo) / (uintptr_t)sysconf(_SC_PAGESIZE));
+	long res = lfpt_resident_pages((void *)lo, hi - lo);
+	cr_expect(res >= 0 && res <= span / 10, "%ld of %ld pages where the pools were still resident",
+		  res, span);
 	lfp_heap_stats(h, &st);
 	cr_expect_eq((uint64_t)n, st.pools_retired);
 	cr_expect_eq(st.pools, 0, "every pool was free and retired (%llu left)",
