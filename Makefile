@@ -20,7 +20,8 @@ LIBDIR  ?= $(PREFIX)/lib
 INCDIR  ?= $(PREFIX)/include
 
 SOVERSION := 0
-VERSION   := 0.2.0
+# One source of truth: the version macros of the public header.
+VERSION   := $(shell awk '/^.define LFP_VERSION_(MAJOR|MINOR|PATCH) /{v = v (v == "" ? "" : ".") $$3} END {print v}' include/lfpool.h)
 
 WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
         -Wmissing-prototypes -Wcast-qual -Wcast-align -Wwrite-strings \

@@ -53,8 +53,8 @@ extern "C" {
 #endif
 
 #define LFP_VERSION_MAJOR 0
-#define LFP_VERSION_MINOR 1
-#define LFP_VERSION_PATCH 0
+#define LFP_VERSION_MINOR 2
+#define LFP_VERSION_PATCH 1
 
 #if defined(__GNUC__) || defined(__clang__)
 #define LFP_API __attribute__((visibility("default")))
