@@ -832,7 +832,8 @@ static int run_single(const struct st_opts *o)
 		t->real_pu = o->policy == POL_NONE ? -1 : st_plan_fold_pu(&plan, i, real_npus);
 		t->rng.s = st_splitmix(&seed) | 1;
 		t->held_cap = held_cap;
-		t->burst_budget = max_cap / (size_t)nthreads + 1;
+		/* A peer's share of the pool's blocks, at most its held list. */
+		t->burst_budget = max_cap / (size_t)nthreads > 0 ? max_cap / (size_t)nthreads : 1;
 		t->cur = &t->res[0];
 		t->held = mmap(NULL, held_cap * sizeof *t->held, PROT_READ | PROT_WRITE,
 			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);

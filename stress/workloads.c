@@ -601,7 +601,8 @@ static void wl_burst(struct st_thread *t)
 		burst_ctx_g = (struct burst_ctx){ r, 0 };
 	barrier_wait(t, &r->bar, NULL, NULL);
 	for (;;) {
-		size_t cap = r->pool_backend ? t->held_cap : (size_t)t->burst_budget;
+		size_t cap = r->pool_backend || t->burst_budget > t->held_cap ? t->held_cap
+									  : (size_t)t->burst_budget;
 		while (t->nheld < cap) {
 			void *b = take(t, t->pool, &s);
 			if (b == NULL)

@@ -67,6 +67,9 @@ elif grep -q ST_HAVE_HEAP <<<"$FEAT"; then
 fi
 # The peers run sizes and trace through malloc itself.
 run "sizes glibc" 0 --workload sizes --threads $T --duration $D --backend glibc
+# One thread: its burst budget is the whole pool, which its held list must fit
+# (it overran the list by one block and crashed every peer backend until 0.2.1).
+run "burst glibc, 1 thread" 0 --workload burst --threads 1 --duration 0.3 --backend glibc
 if [ -d "$TRACES" ]; then
 	run "trace glibc" 0 --workload trace --threads 2 --duration $D --backend glibc
 	run "trace path" 0 --workload trace --threads 2 --ops 3000 --backend glibc --trace "$TRACES/malloclab/binary2-bal.rep"
