@@ -34,7 +34,10 @@ static void topo_load(void)
 		topo_err = -ENOSYS;
 		return;
 	}
-	if (hwloc_topology_load(topo) < 0) {
+	/* HWLOC_SYNTHETIC or HWLOC_XMLFILE in the environment makes hwloc
+	 * describe another machine: its nodes are not where memory can be
+	 * bound here, so placement is refused rather than done wrongly. */
+	if (hwloc_topology_load(topo) < 0 || !hwloc_topology_is_thissystem(topo)) {
 		hwloc_topology_destroy(topo);
 		topo_err = -ENOSYS;
 	}

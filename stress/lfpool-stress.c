@@ -410,6 +410,25 @@ static void parse_args(struct st_opts *o, int argc, char **argv)
 	}
 	if (optind < argc)
 		usage_error("unexpected argument '%s' (options start with --)", argv[optind]);
+	/* hwloc reads these to describe another machine. Taken as --topology
+	 * (plan for it, run folded onto this machine); left in the
+	 * environment, every topology load, the one for pinning too, would
+	 * describe that machine, and the run would be labelled real. */
+	static const char *const hw_env[] = { "HWLOC_SYNTHETIC", "HWLOC_XMLFILE" };
+	for (size_t i = 0; i < sizeof hw_env / sizeof hw_env[0]; i++) {
+		const char *v = getenv(hw_env[i]);
+		if (v == NULL || *v == '\0')
+			continue;
+		if (o->topology == NULL) {
+			o->topology = strdup(v);
+			if (o->topology == NULL)
+				usage_error("out of memory");
+			if (!o->quiet && !o->child)
+				fprintf(stderr, "%s: %s=\"%s\" taken as --topology; threads run on this machine\n",
+					prog, hw_env[i], v);
+		}
+		unsetenv(hw_env[i]);
+	}
 	if (o->ops && have_duration)
 		usage_error("--duration and --ops exclude each other: run for a time or for a count");
 	if (o->procs && (o->compare || o->n_threads > 1 || o->reps > 1 || o->topology))

@@ -84,6 +84,13 @@ run "folded numa plan" 0 --topology "pack:2 numa:2 core:4 pu:2" --policy numa --
 grep -q '^plan: threads per package \[16 16\], per NUMA node \[8 8 8 8\]' "$out" &&
 	[ "$(field pools)" = 4 ] && [ "$(field threads)" = 32 ] ||
 	{ echo "FAIL folded plan: plan or pools wrong"; grep '^plan:' "$out" | head -3; fails=$((fails + 1)); }
+# The same plan from hwloc's environment variable: taken as --topology, so
+# the run is labelled synthetic and its threads are pinned on this machine
+# (until 0.2.1 it ran labelled "real", 32 threads unbound).
+HWLOC_SYNTHETIC="pack:2 numa:2 core:4 pu:2" run "HWLOC_SYNTHETIC plan" 0 --policy numa --workload random --duration $D &&
+	{ [ "$(field topology)" = synthetic ] && [ "$(field pools)" = 4 ] && [ "$(field bind_failures)" = 0 ] &&
+	  grep -q 'HWLOC_SYNTHETIC=.* taken as --topology' "$err" ||
+	  { echo "FAIL HWLOC_SYNTHETIC plan: $(summary | cut -c1-200)"; fails=$((fails + 1)); }; }
 
 # The watchdog: a thread that stops making progress is a hang (exit 3).
 run watchdog 3 --inject-hang --watchdog 1 --workload hot --threads 2 --duration 20 &&

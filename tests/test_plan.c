@@ -369,6 +369,20 @@ Test(numa, errors)
 	cr_assert_eq(lfp_numa_node_of(NULL), -EINVAL);
 }
 
+/* The environment can make hwloc describe another machine (the stress
+ * harness uses that for placement logic); the library must not place
+ * memory by it. Criterion runs each test in a process of its own, so the
+ * variable reaches the library's first topology load here. */
+Test(numa, a_topology_of_another_machine_is_refused)
+{
+	cr_assert_eq(setenv("HWLOC_SYNTHETIC", "pack:2 numa:2 core:2 pu:1", 1), 0);
+	cr_expect_eq(lfp_numa_node_count(), -ENOSYS);
+	lfp_pool_config_t cfg = { .block_size = 64, .block_count = 16 };
+	errno = 0;
+	cr_expect_null(lfp_pool_create_on_node(&cfg, 0));
+	cr_expect_eq(errno, ENOSYS);
+}
+
 Test(numa, bind_a_caller_region_then_init)
 {
 	lfp_pool_config_t cfg = { .block_size = 256, .block_count = 1000 };
