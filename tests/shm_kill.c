@@ -546,6 +546,8 @@ int main(int argc, char **argv)
 		if (rc != 0) {
 			kill_children();
 			shm_unlink(g.name);
+			printf("SUMMARY result=FAIL mode=kill reps=%u failed_rep=%u seed=%" PRIu64 "\n", g.reps, rep,
+			       seed);
 			return rc;
 		}
 	}
@@ -555,5 +557,11 @@ int main(int argc, char **argv)
 	       g.reps, g.procs, g.ops, g.stats_dead_in_flight, g.stats_owned, g.stats_cached,
 	       g.stats_orphans);
 	printf("shm_kill: %s (seed %" PRIu64 ")\n", lfpt_violations() ? "FAIL" : "PASS", seed);
+	/* The line `make stress` scripts parse, as lfpool-stress ends its runs. */
+	printf("SUMMARY result=%s mode=kill reps=%u procs=%u ops=%u killed_in_op=%" PRIu64
+	       " recovered_owned=%" PRIu64 " recovered_cached=%" PRIu64 " orphans=%" PRIu64
+	       " violations=%" PRIu64 " seed=%" PRIu64 "\n",
+	       lfpt_violations() ? "FAIL" : "PASS", g.reps, g.procs, g.ops, g.stats_dead_in_flight,
+	       g.stats_owned, g.stats_cached, g.stats_orphans, lfpt_violations(), seed);
 	return lfpt_exit_status();
 }
