@@ -645,7 +645,9 @@ lfp_shm_t *lfp_shm_create(const char *name, const lfp_shm_config_t *cfg, mode_t 
 		mode = 0600;
 	fd = shm_open(nm, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
 	if (fd < 0)
-		return fail_null(errno, "shm_open failed");
+		return fail_null(errno, errno == EEXIST ? "a segment of that name exists (attach to it, or "
+							   "remove it: lfpool-stat --unlink NAME)"
+							 : "shm_open failed");
 	if (fchmod(fd, mode) < 0) { /* exactly mode, whatever the umask */
 		err = errno;
 		close(fd);
@@ -889,7 +891,9 @@ lfp_shm_t *lfp_shm_attach_ex(const char *name, int fd, const lfp_shm_attach_opts
 			return fail_null(EINVAL, "bad segment name");
 		own = shm_open(nm, O_RDWR | O_CLOEXEC, 0);
 		if (own < 0)
-			return fail_null(errno, "shm_open failed");
+			return fail_null(errno, errno == ENOENT ? "no segment of that name (not created yet, "
+								  "or unlinked)"
+								: "shm_open failed");
 	} else {
 		own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 		if (own < 0)

@@ -206,11 +206,23 @@ Test(life, exists_is_refused)
 	errno = 0;
 	cr_assert_null(lfp_shm_create(nm, &c, 0));
 	cr_assert_eq(errno, EEXIST);
+	cr_expect(strstr(lfp_shm_last_error(), "exists") != NULL && strstr(lfp_shm_last_error(), "--unlink"),
+		  "the reason names the way out: %s", lfp_shm_last_error());
 	/* The existing segment is untouched. */
 	lfp_shm_t *b = lfp_shm_attach(nm);
 	cr_assert_not_null(b);
 	lfp_shm_detach(b);
 	lfp_shm_detach(a);
+}
+
+Test(life, a_missing_name_says_so)
+{
+	const char *nm = tname();
+	errno = 0;
+	cr_assert_null(lfp_shm_attach(nm));
+	cr_assert_eq(errno, ENOENT);
+	cr_expect(strstr(lfp_shm_last_error(), "no segment of that name") != NULL, "%s",
+		  lfp_shm_last_error());
 }
 
 Test(life, bad_names_and_configs)
