@@ -77,7 +77,7 @@ CORE_OBJS := $(patsubst %.c,$(OBJ)/%.o,$(CORE_SRCS))
 .PHONY: all lib core deps-build deps-test test check clean install uninstall \
         asan tsan ubsan docs $(TEST_STEPS)
 
-all: lib core
+all: lib core lfpool-stat
 lib: $(STATIC) $(SHARED)
 core: $(CORE_LIB)
 
@@ -118,11 +118,17 @@ tsan:
 ubsan:
 	@$(MAKE) --no-print-directory BUILD=build/ubsan SAN=ubsan test-unit test-conc
 
-lfpool.pc: Makefile
+# Written on every install (FORCE): it holds PREFIX, LIBDIR and INCDIR, which
+# a file rule keyed on the Makefile alone kept from an earlier install.
+PCFILE := $(BUILD)/lfpool.pc
+$(PCFILE): FORCE
+	@mkdir -p $(@D)
 	@printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: lfpool\nDescription: lock-free fixed-size pool allocators\nVersion: %s\nCflags: -I$${includedir}\nLibs: -L$${libdir} -llfpool\nLibs.private: %s\n' \
 	  '$(PREFIX)' '$(LIBDIR)' '$(INCDIR)' '$(VERSION)' '$(LDLIBS_LIB)' > $@
+FORCE:
+.PHONY: FORCE
 
-install: lib lfpool.pc
+install: lib lfpool-stat $(PCFILE)
 	install -d $(DESTDIR)$(INCDIR) $(DESTDIR)$(LIBDIR)/pkgconfig
 	install -d $(DESTDIR)$(INCDIR)/lfpool
 	install -m 644 include/lfpool.h $(DESTDIR)$(INCDIR)/
@@ -131,13 +137,16 @@ install: lib lfpool.pc
 	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/
 	ln -sf liblfpool.so.$(VERSION) $(DESTDIR)$(LIBDIR)/liblfpool.so.$(SOVERSION)
 	ln -sf liblfpool.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/liblfpool.so
-	install -m 644 lfpool.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+	install -m 644 $(PCFILE) $(DESTDIR)$(LIBDIR)/pkgconfig/
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(BUILD)/lfpool-stat $(DESTDIR)$(PREFIX)/bin/
 
 uninstall:
 	rm -rf $(DESTDIR)$(INCDIR)/lfpool
 	rm -f $(DESTDIR)$(INCDIR)/lfpool.h $(DESTDIR)$(LIBDIR)/liblfpool.a \
 	  $(DESTDIR)$(LIBDIR)/liblfpool.so $(DESTDIR)$(LIBDIR)/liblfpool.so.$(SOVERSION) \
-	  $(DESTDIR)$(LIBDIR)/liblfpool.so.$(VERSION) $(DESTDIR)$(LIBDIR)/pkgconfig/lfpool.pc
+	  $(DESTDIR)$(LIBDIR)/liblfpool.so.$(VERSION) $(DESTDIR)$(LIBDIR)/pkgconfig/lfpool.pc \
+	  $(DESTDIR)$(PREFIX)/bin/lfpool-stat
 
 # docs/api.md is generated from the public headers (the reference).
 docs:

@@ -37,9 +37,11 @@
 
 static const char *prog = "lfpool-stat";
 
-static void usage(void)
+/* The usage text: on stdout with exit 0 when asked for (--help), on
+ * stderr with EXIT_USAGE after a bad command line. */
+static void usage_to(FILE *f, int code)
 {
-	fprintf(stderr,
+	fprintf(f,
 		"usage: %s [--snapshot] [--recover] [--timeout MS] NAME\n"
 		"       %s [--snapshot] [--recover] [--timeout MS] --fd N\n"
 		"       %s --create --blocks N --size S [--align A] [--participants P]\n"
@@ -48,7 +50,12 @@ static void usage(void)
 		"exit: 0 consistent, 1 dead participants/blocks in flight (use --recover),\n"
 		"      2 usage or attach error, 3 corrupt or recovery failed\n",
 		prog, prog, prog, prog);
-	exit(EXIT_USAGE);
+	exit(code);
+}
+
+static void usage(void)
+{
+	usage_to(stderr, EXIT_USAGE);
 }
 
 static unsigned long long num(const char *s, int base)
@@ -160,7 +167,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--mode") && v)
 			mode = (unsigned)num(argv[++i], 8);
 		else if (!strcmp(a, "-h") || !strcmp(a, "--help"))
-			usage();
+			usage_to(stdout, 0);
 		else if (a[0] == '-' && a[1] == '-')
 			usage();
 		else if (name == NULL)

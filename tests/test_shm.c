@@ -1283,6 +1283,16 @@ static int run_stat(const char *args, char *out, size_t len)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* --help is a request, not a mistake: usage and exit 0; a bad option
+ * stays a usage error (exit 2). */
+Test(cli, help_exits_0_and_a_bad_option_2)
+{
+	char out[2048];
+	cr_expect_eq(run_stat("--help", out, sizeof out), 0, "%s", out);
+	cr_expect(strstr(out, "usage:") != NULL, "%s", out);
+	cr_expect_eq(run_stat("--no-such-option", out, sizeof out), 2, "%s", out);
+}
+
 /* lfpool-stat reports each dead participant's holdings on its own line,
  * their sum, and a validate verdict also when participants are dead.
  * Regression (R2 review): the verdict named the dead holdings but dropped
