@@ -1988,6 +1988,8 @@ static int check_config(const lfp_heap_config_t *cfg)
 		return -EINVAL;
 	if ((cfg->flags & LFP_HEAP_OWNED) && (cfg->flags & LFP_HEAP_BINS))
 		return -EINVAL; /* two thread-cache modes at once */
+	if (cfg->class_sizes == NULL && cfg->class_count != 0)
+		return -EINVAL; /* a count of classes whose sizes are missing */
 	if (cfg->class_sizes != NULL) {
 		if (cfg->class_count == 0 || cfg->class_count > LFP_HEAP_MAX_CLASSES)
 			return -EINVAL;

@@ -81,6 +81,7 @@ Test(heap_config, bad_configs_are_einval)
 		{ { .class_sizes = zero, .class_count = 2 }, "zero" },
 		{ { .class_sizes = odd, .class_count = 0 }, "no classes" },
 		{ { .class_sizes = odd, .class_count = LFP_HEAP_MAX_CLASSES + 1 }, "too many" },
+		{ { .class_sizes = NULL, .class_count = 3 }, "a class count without sizes" },
 		{ { .fit = 7 }, "fit" },
 		{ { .flags = 1u << 9 }, "flag" },
 		{ { .flags = LFP_HEAP_OWNED | LFP_HEAP_BINS }, "owned pools and bins at once" },

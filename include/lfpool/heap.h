@@ -166,7 +166,7 @@ typedef struct lfp_flheap_stats {
 } lfp_flheap_stats_t;
 
 /**
- * Make a fallback heap.
+ * Make a fallback heap; cfg NULL (or all zero) gives the defaults.
  * @return the heap, or NULL with errno EINVAL (bad config: align not 8 or
  *         16, a misaligned region, region_max < region_size, an unknown fit
  *         or flag), ENOMEM (no memory for the control block or the
@@ -359,8 +359,9 @@ typedef struct lfp_heap_stats {
 } lfp_heap_stats_t;
 
 /**
- * Make a front end. @return the heap, or NULL with errno EINVAL (classes
- * not ascending, too many, a bad size, a bad fit or flag) or ENOMEM.
+ * Make a front end; cfg NULL (or all zero) gives the defaults. @return the
+ * heap, or NULL with errno EINVAL (classes not ascending, too many, a bad
+ * size, class_count without class_sizes, a bad fit or flag) or ENOMEM.
  * Concurrency: independent calls may run at once. Progress: blocking.
  */
 LFP_API lfp_heap_t *lfp_heap_create(const lfp_heap_config_t *cfg) LFP_WARN_UNUSED;
@@ -481,16 +482,55 @@ LFP_API int lfp_default_heap_configure(const lfp_heap_config_t *cfg);
 /** The default heap (created now if needed), or NULL with errno ENOMEM. */
 LFP_API lfp_heap_t *lfp_default_heap(void);
 
+/**
+ * malloc on the default heap (lfp_heap_malloc; n == 0 gives a minimum block).
+ * @return the block, or NULL with errno ENOMEM (also when the default heap
+ *         cannot be created).
+ * Concurrency, Ordering, Progress: as lfp_heap_malloc.
+ */
 LFP_API void *lfp_malloc(size_t n) LFP_MALLOC_LIKE LFP_WARN_UNUSED;
-/** free: errno preserved; a bad free is counted and ignored (or aborts
- * with LFP_HEAP_ABORT_ON_BAD_FREE), the heap stays intact. */
+/**
+ * free on the default heap; NULL is a no-op and errno is preserved. A bad
+ * free is counted and ignored (or aborts with LFP_HEAP_ABORT_ON_BAD_FREE);
+ * the heap stays intact.
+ * Concurrency, Ordering, Progress: as lfp_heap_free.
+ */
 LFP_API void lfp_free(void *p);
+/**
+ * calloc on the default heap: every byte reads as zero, reused blocks too.
+ * @return the block, or NULL with errno ENOMEM (n * size overflows, or no
+ *         memory).
+ * Concurrency, Ordering, Progress: as lfp_heap_calloc.
+ */
 LFP_API void *lfp_calloc(size_t n, size_t size) LFP_MALLOC_LIKE LFP_WARN_UNUSED;
+/**
+ * realloc on the default heap (lfp_heap_realloc): realloc(NULL, n) is
+ * malloc(n); realloc(p, 0) frees p and returns NULL with errno untouched.
+ * @return the block, or NULL with errno ENOMEM (p intact) or EINVAL (p not a
+ *         live block; nothing changes).
+ * Concurrency, Ordering, Progress: as lfp_heap_realloc.
+ */
 LFP_API void *lfp_realloc(void *p, size_t n) LFP_WARN_UNUSED;
+/**
+ * aligned_alloc on the default heap: align a power of two up to 1 GiB, any n.
+ * @return the block, or NULL with errno EINVAL (bad align) or ENOMEM.
+ * Concurrency, Ordering, Progress: as lfp_heap_aligned_alloc.
+ */
 LFP_API void *lfp_aligned_alloc(size_t align, size_t n) LFP_MALLOC_LIKE LFP_WARN_UNUSED;
-/** posix_memalign: 0, EINVAL (align not a power-of-two multiple of
- * sizeof(void *)) or ENOMEM; *out untouched on error; errno untouched. */
+/**
+ * posix_memalign on the default heap; *out untouched on error, errno never
+ * touched.
+ * @return 0, EINVAL (align not a power-of-two multiple of sizeof(void *))
+ *         or ENOMEM.
+ * Concurrency, Ordering, Progress: as lfp_heap_aligned_alloc.
+ */
 LFP_API int lfp_posix_memalign(void **out, size_t align, size_t n);
+/**
+ * malloc_usable_size on the default heap: usable bytes of a live block (at
+ * least the size asked for).
+ * @return that, or 0 for NULL or a pointer that is not a block.
+ * Concurrency, Progress: as lfp_heap_usable_size.
+ */
 LFP_API size_t lfp_malloc_usable_size(const void *p);
 
 #ifdef __cplusplus
