@@ -290,6 +290,54 @@ enum {
 	OPT_JSON, OPT_CSV, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_LABEL, OPT_CHILD, OPT_INJECT_HANG,
 };
 
+/*
+ * hwloc's HWLOC_SYNTHETIC and HWLOC_XMLFILE make every topology load in
+ * this process describe another machine, the one that decides where
+ * threads are pinned too: a run then planned 64 threads for 2 PUs, bound
+ * none, and said topology=real. When hwloc does describe another machine
+ * with them (it ignores a missing XML file, and HWLOC_THISSYSTEM=1 says the
+ * description is this machine), the variable is taken as --topology (a
+ * plan folded onto this machine) and removed from the environment; with
+ * --topology given, or in process mode, which plans nothing, it is only
+ * removed, with a note.
+ */
+static void take_hwloc_env(struct st_opts *o)
+{
+	static const char *const vars[] = { "HWLOC_SYNTHETIC", "HWLOC_XMLFILE" };
+	const char *var = NULL, *val = NULL;
+	for (size_t i = 0; i < sizeof vars / sizeof vars[0] && var == NULL; i++) {
+		const char *v = getenv(vars[i]);
+		if (v != NULL && *v != '\0') {
+			var = vars[i];
+			val = v;
+		}
+	}
+	if (var == NULL)
+		return;
+	bool other = false;
+	hwloc_topology_t t;
+	if (hwloc_topology_init(&t) == 0) {
+		other = hwloc_topology_load(t) == 0 && !hwloc_topology_is_thissystem(t);
+		hwloc_topology_destroy(t);
+	}
+	if (!other)
+		return; /* hwloc describes this machine after all */
+	char *copy = strdup(val);
+	if (copy == NULL)
+		usage_error("out of memory");
+	for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+		unsetenv(vars[i]);
+	bool take = o->topology == NULL && !o->procs;
+	if (!o->quiet && !o->child)
+		fprintf(stderr, "%s: %s=\"%s\" %s\n", prog, var, copy,
+			take ? "taken as --topology; threads run on this machine"
+			     : o->procs ? "ignored: --procs plans nothing" : "ignored: --topology given");
+	if (take)
+		o->topology = copy;
+	else
+		free(copy);
+}
+
 static void parse_args(struct st_opts *o, int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -410,25 +458,7 @@ static void parse_args(struct st_opts *o, int argc, char **argv)
 	}
 	if (optind < argc)
 		usage_error("unexpected argument '%s' (options start with --)", argv[optind]);
-	/* hwloc reads these to describe another machine. Taken as --topology
-	 * (plan for it, run folded onto this machine); left in the
-	 * environment, every topology load, the one for pinning too, would
-	 * describe that machine, and the run would be labelled real. */
-	static const char *const hw_env[] = { "HWLOC_SYNTHETIC", "HWLOC_XMLFILE" };
-	for (size_t i = 0; i < sizeof hw_env / sizeof hw_env[0]; i++) {
-		const char *v = getenv(hw_env[i]);
-		if (v == NULL || *v == '\0')
-			continue;
-		if (o->topology == NULL) {
-			o->topology = strdup(v);
-			if (o->topology == NULL)
-				usage_error("out of memory");
-			if (!o->quiet && !o->child)
-				fprintf(stderr, "%s: %s=\"%s\" taken as --topology; threads run on this machine\n",
-					prog, hw_env[i], v);
-		}
-		unsetenv(hw_env[i]);
-	}
+	take_hwloc_env(o);
 	if (o->ops && have_duration)
 		usage_error("--duration and --ops exclude each other: run for a time or for a count");
 	if (o->procs && (o->compare || o->n_threads > 1 || o->reps > 1 || o->topology))

@@ -42,6 +42,12 @@ run_pair() { # name file
 	for order in "consumer producer" "producer consumer"; do
 		set -- $order
 		timeout 30 "$out/$name-run" "$1" >"$out/$name.$1" 2>&1 & local a=$!
+		# The second starts once the first is past its own setup and
+		# waits in open() on the FIFO: the consumer made the FIFO, the
+		# producer made the segment. (A bounded wait for a condition.)
+		local mark="/tmp/$tag.fifo"; [ "$1" = producer ] && mark="/dev/shm/$tag"
+		local w=0; while [ ! -e "$mark" ] && [ $w -lt 500 ] && kill -0 $a 2>/dev/null; do
+			sleep 0.01; w=$((w + 1)); done
 		timeout 30 "$out/$name-run" "$2" >"$out/$name.$2" 2>&1 & local b=$!
 		wait $a; local ra=$?; wait $b; local rb=$?
 		local got; got=$(grep -c '^got "message [0-4] from pid' "$out/$name.consumer")

@@ -26,8 +26,9 @@ extern "C" {
 /**
  * NUMA nodes on this machine (1 on a machine without NUMA).
  * @return the count, or -ENOSYS if the topology cannot be loaded, or if it
- *         is not this machine's (HWLOC_SYNTHETIC or HWLOC_XMLFILE set): every
- *         function here then fails with ENOSYS.
+ *         is not this machine's (HWLOC_SYNTHETIC or HWLOC_XMLFILE set, and no
+ *         HWLOC_THISSYSTEM=1 saying it is): every function here then fails
+ *         with ENOSYS.
  * Concurrency: any. Ordering: none. Progress: blocking on the first call.
  */
 LFP_API int lfp_numa_node_count(void);
