@@ -1402,8 +1402,11 @@ static void own_disown(lfp_heap_t *h, lfp_pool_t *pool, uint32_t ci)
 		own_uninstall(&tc.own[ci]);
 	own_unready(h, ci, pool);
 	own_mine_drop(h, ci, pool);
-	lfp_store64_release(&pool->own_tid, 0); /* O2: pairs with O1/O5 */
+	/* Counted first: a count one too high for a moment costs a scan that
+	 * finds nothing, one too low (a fork() between the two, in the child)
+	 * would make the class grow instead of reusing the pool. */
 	lfp_fetch_add64_relaxed(&h->cls[ci].unowned, 1); /* relaxed: a hint */
+	lfp_store64_release(&pool->own_tid, 0); /* O2: pairs with O1/O5 */
 }
 
 /* Give up this thread's pools of h (every one, or only the completely
@@ -2610,8 +2613,8 @@ static bool pool_all_free(const lfp_heap_t *h, struct cls *c, lfp_pool_t *pool)
 static void own_release_candidate(const lfp_heap_t *h, struct cls *c, lfp_pool_t *pool)
 {
 	if (h->flags & LFP_HEAP_OWNED) {
+		lfp_fetch_add64_relaxed(&c->unowned, 1); /* relaxed: a hint; first, as in own_disown */
 		lfp_store64_release(&pool->own_tid, 0); /* O2-like: back to the threads */
-		lfp_fetch_add64_relaxed(&c->unowned, 1); /* relaxed: a hint */
 	}
 }
 
