@@ -652,6 +652,21 @@ static void auto_trim(lfp_heap_t *h, uint32_t growing)
 	pthread_mutex_unlock(&h->trim_lock);
 }
 
+/* A class that cannot grow: the reservation is full, or what is left of it
+ * is too fragmented for another pool. The fallback heap serves the class
+ * size while it has room (its blocks are 16-byte aligned, as class blocks
+ * are, and free finds them through the directory's fallback range), so
+ * small requests fail only when the reservation is used up: before, 64 MiB
+ * reservations ran out for 16-byte blocks with 3-4 MiB still free in
+ * pieces. errno: kept on success, ENOMEM on failure. */
+static FE_NOINLINE void *class_fallback(lfp_heap_t *h, uint32_t ci)
+{
+	int saved = errno;
+	void *p = lfp_flheap_malloc(h->fh, h->cls[ci].size);
+	errno = p != NULL ? saved : ENOMEM;
+	return p;
+}
+
 /* Slow path: every pool of the class was empty. Grow, then allocate. */
 static void *class_alloc_slow(lfp_heap_t *h, uint32_t ci)
 {
@@ -670,9 +685,7 @@ static void *class_alloc_slow(lfp_heap_t *h, uint32_t ci)
 	pthread_mutex_unlock(&c->grow_lock);
 	gc_collect(h);
 	auto_trim(h, ci);
-	if (p == NULL)
-		errno = ENOMEM;
-	return p;
+	return p != NULL ? p : class_fallback(h, ci);
 }
 
 /*
@@ -1587,8 +1600,8 @@ static FE_NOINLINE void *own_miss(lfp_heap_t *h, uint32_t ci)
 		gc_collect(h);
 		auto_trim(h, ci);
 		if (rc != 0) {
-			errno = ENOMEM;
-			return NULL;
+			errno = saved;
+			return class_fallback(h, ci);
 		}
 	}
 	errno = saved;
@@ -1801,8 +1814,8 @@ static FE_NOINLINE void *tc_alloc_miss(lfp_heap_t *h, uint32_t ci)
 		int saved = errno;
 		while (tc_refill(h, ci, b, b->fill) == 0) {
 			if (tc_grow(h, ci, b) != 0) {
-				errno = ENOMEM;
-				return NULL;
+				errno = saved;
+				return class_fallback(h, ci);
 			}
 			if (b->an != 0)
 				break;
@@ -2004,6 +2017,11 @@ static int check_config(const lfp_heap_config_t *cfg)
 		}
 	}
 	if (cfg->pool_max_bytes && cfg->pool_min_bytes > cfg->pool_max_bytes)
+		return -EINVAL;
+	/* A pool must fit in the reservation with room to spare: a first pool
+	 * of 1 TiB made every small malloc fail with ENOMEM. */
+	size_t reserve = cfg->reserve ? cfg->reserve : LFPI_FLHEAP_DEFAULT_RESERVE;
+	if (cfg->pool_min_bytes > reserve / 4 || cfg->pool_max_bytes > reserve / 4)
 		return -EINVAL;
 	return 0;
 }

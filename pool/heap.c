@@ -68,7 +68,6 @@
 #define NBINS 132u               /* 33 exact + 4 per power of two 2^8..2^31 */
 #define BITMAP_WORDS ((NBINS + 63u) / 64u)
 
-#define DEFAULT_RESERVE ((size_t)16 << 30)
 #define MAX_REGION ((size_t)32 << 30) /* links are u32 (payload offset / 8) */
 #define COMMIT_MIN ((size_t)64 << 10)
 #define RELEASE_MIN ((size_t)256 << 10) /* frees this big give pages back */
@@ -651,6 +650,12 @@ lfp_flheap_t *lfp_flheap_create(const lfp_flheap_config_t *cfg)
 		return NULL;
 	}
 	min_split = (min_split + G - 1) & ~(G - 1);
+	/* Memory source B's fields without its region: a caller who forgot
+	 * `region` would silently get a 16 GiB reservation instead. */
+	if (cfg->region == NULL && (cfg->region_size || cfg->region_max || cfg->grow)) {
+		errno = EINVAL;
+		return NULL;
+	}
 	if (cfg->region != NULL) {
 		size_t max = cfg->region_max ? cfg->region_max : cfg->region_size;
 		if ((uintptr_t)cfg->region % G || max < cfg->region_size) {
@@ -674,7 +679,7 @@ lfp_flheap_t *lfp_flheap_create(const lfp_flheap_config_t *cfg)
 			return NULL;
 		}
 	} else {
-		res_len = cfg->reserve ? cfg->reserve : DEFAULT_RESERVE;
+		res_len = cfg->reserve ? cfg->reserve : LFPI_FLHEAP_DEFAULT_RESERVE;
 		if (res_len > MAX_REGION)
 			res_len = MAX_REGION;
 		res_len = (res_len + page - 1) & ~(page - 1);

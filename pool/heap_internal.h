@@ -20,4 +20,8 @@ LFPI_HIDDEN int lfpi_flheap_pin(lfp_flheap_t *h, void *p);
 /* Unpin and free a pinned block. 0 or -EINVAL (not a pinned live block). */
 LFPI_HIDDEN int lfpi_flheap_free_pinned(lfp_flheap_t *h, void *p);
 
+/* A fallback heap's reservation when its config gives none (16 GiB of
+ * address space); the front end sizes its pool limits by it. */
+#define LFPI_FLHEAP_DEFAULT_RESERVE ((size_t)16 << 30)
+
 #endif /* LFP_HEAP_INTERNAL_H */

@@ -86,6 +86,8 @@ Test(heap_config, bad_configs_are_einval)
 		{ { .flags = 1u << 9 }, "flag" },
 		{ { .flags = LFP_HEAP_OWNED | LFP_HEAP_BINS }, "owned pools and bins at once" },
 		{ { .pool_min_bytes = 8192, .pool_max_bytes = 4096 }, "pool_min > pool_max" },
+		{ { .pool_min_bytes = (size_t)1 << 40 }, "a first pool bigger than the reservation" },
+		{ { .reserve = (size_t)64 << 20, .pool_max_bytes = (size_t)32 << 20 }, "pool_max > reserve / 4" },
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
 		errno = 0;
@@ -977,6 +979,41 @@ Test(heap_pools, retired_pages_serve_the_fallback_heap)
 	retired_pages_serve_the_fallback_heap(0);
 	retired_pages_serve_the_fallback_heap(LFP_HEAP_BINS);
 	retired_pages_serve_the_fallback_heap(LFP_HEAP_CHECKED);
+}
+
+/* A small reservation is a memory cap: a class that can no longer grow a
+ * pool is served by the fallback heap, so 32-byte requests fail only when
+ * the reservation is used up. Before, 64 MiB ran out with 3-4 MiB still free
+ * in pieces too small for another pool. */
+static void full_reservation(unsigned flags)
+{
+	lfp_heap_config_t c = { .reserve = (size_t)64 << 20, .flags = flags };
+	lfp_heap_t *h = lfp_heap_create(&c);
+	cr_assert_not_null(h);
+	size_t cap = (size_t)4 << 20, n = 0;
+	void **v = malloc(cap * sizeof *v);
+	cr_assert_not_null(v);
+	while (n < cap && (v[n] = lfp_heap_malloc(h, 32)) != NULL)
+		n++;
+	cr_assert_lt(n, cap, "flags %#x: 64 MiB never ran out", flags);
+	cr_expect_eq(errno, ENOMEM, "flags %#x", flags);
+	lfp_heap_stats_t st;
+	cr_assert_eq(lfp_heap_stats(h, &st), 0);
+	cr_expect_lt(st.fallback.free_bytes, 64 * 1024, "flags %#x: %llu bytes free at ENOMEM (%zu blocks)",
+		     flags, (unsigned long long)st.fallback.free_bytes, n);
+	assert_valid(h);
+	for (size_t i = 0; i < n; i++)
+		cr_assert_eq(lfp_heap_free(h, v[i]), 0, "flags %#x: block %zu", flags, i);
+	assert_valid(h);
+	free(v);
+	lfp_heap_destroy(h);
+}
+
+Test(heap_pools, a_full_reservation_serves_small_blocks_to_the_end, .timeout = 60)
+{
+	full_reservation(0);
+	full_reservation(LFP_HEAP_BINS);
+	full_reservation(LFP_HEAP_CHECKED);
 }
 
 Test(heap_pools, classes_grow_and_empty_pools_retire)

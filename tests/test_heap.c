@@ -65,6 +65,12 @@ Test(flheap_config, bad_configs_are_einval)
 	cr_expect_eq(errno, EINVAL);
 	c = (lfp_flheap_config_t){ .region = region, .region_size = 2048, .region_max = 1024 };
 	cr_expect_null(lfp_flheap_create(&c), "region_max < region_size");
+	c = (lfp_flheap_config_t){ .region_size = 4096 };
+	errno = 0;
+	cr_expect_null(lfp_flheap_create(&c), "region_size without a region");
+	cr_expect_eq(errno, EINVAL);
+	c = (lfp_flheap_config_t){ .region_max = 4096 };
+	cr_expect_null(lfp_flheap_create(&c), "region_max without a region");
 	c = (lfp_flheap_config_t){ .min_split = 8 };
 	cr_expect_null(lfp_flheap_create(&c), "min_split below the minimum block");
 	cr_expect_eq(lfp_flheap_destroy(NULL), -EINVAL);

@@ -127,7 +127,7 @@ typedef struct lfp_flheap_config {
 	unsigned flags;     /**< LFP_FLHEAP_* */
 	size_t align;       /**< payload alignment: 8 or 16; 0 = 16 */
 	size_t min_split;   /**< smallest free remainder worth splitting off:
-			       0 = the minimum block (16 bytes) */
+			       0 = the minimum block (16 bytes); 16 to 1 MiB */
 	size_t grow_chunk;  /**< heap growth beyond the need when a request is
 			       placed at the end of the heap: 0 = adaptive
 			       (docs/frontend.md); LFP_FLHEAP_PLAIN_SPLIT
@@ -168,8 +168,9 @@ typedef struct lfp_flheap_stats {
 /**
  * Make a fallback heap; cfg NULL (or all zero) gives the defaults.
  * @return the heap, or NULL with errno EINVAL (bad config: align not 8 or
- *         16, a misaligned region, region_max < region_size, an unknown fit
- *         or flag), ENOMEM (no memory for the control block or the
+ *         16, min_split outside 16 bytes to 1 MiB, a misaligned region,
+ *         region_max < region_size, region_size, region_max or grow without
+ *         a region, an unknown fit or flag), ENOMEM (no memory for the control block or the
  *         reservation, or a caller region too small for the empty heap
  *         that grow() cannot enlarge).
  * Concurrency: independent calls may run at once. Progress: blocking (mmap).
@@ -329,10 +330,12 @@ typedef struct lfp_heap_config {
 	size_t pool_min_bytes;   /**< block bytes of a class's first pool
 				    (0 = 1 KiB; at least 2 blocks); each
 				    later pool doubles: per class with bins,
-				    per thread and class with owned pools */
+				    per thread and class with owned pools;
+				    at most pool_max_bytes and reserve / 4 */
 	size_t pool_max_bytes;   /**< where the doubling stops (0 = 1 MiB;
 				    a size that is not pool_min_bytes times a
-				    power of two can be passed by up to 2x) */
+				    power of two can be passed by up to 2x);
+				    at most reserve / 4 */
 	size_t huge_threshold;   /**< requests at least this big are mmapped
 				    directly (0 = 256 KiB) */
 	unsigned fit;            /**< fallback heap policy (enum lfp_fit) */
@@ -361,7 +364,13 @@ typedef struct lfp_heap_stats {
 /**
  * Make a front end; cfg NULL (or all zero) gives the defaults. @return the
  * heap, or NULL with errno EINVAL (classes not ascending, too many, a bad
- * size, class_count without class_sizes, a bad fit or flag) or ENOMEM.
+ * size, class_count without class_sizes, pool_min_bytes above
+ * pool_max_bytes, either above reserve / 4, a bad fit or flag) or ENOMEM.
+ * A class that cannot grow a pool (the reservation is full, or what is left
+ * is too fragmented for one) is served by the fallback heap while it has
+ * room, so small requests fail only when the reservation is used up (such
+ * blocks have the fallback heap's double-free check: exact only with
+ * LFP_HEAP_CHECKED).
  * Concurrency: independent calls may run at once. Progress: blocking.
  */
 LFP_API lfp_heap_t *lfp_heap_create(const lfp_heap_config_t *cfg) LFP_WARN_UNUSED;
