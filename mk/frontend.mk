@@ -59,7 +59,7 @@ FE_TRACES  ?= $(abspath $(CURDIR)/../shared/traces)
 REPLAY_ARGS ?=
 REPLAY      = $(BUILD)/lfpool-replay
 
-.PHONY: replay replay-bin bench-frontend turns negd-build test-negative-depot nego-build test-negative-owned
+.PHONY: replay replay-bin bench-frontend turns pairs test-pairs negd-build test-negative-depot nego-build test-negative-owned
 
 # make bench also measures the front end's class fast path against the
 # pool's own (lfpool-replay --micro: hot pair and batch-shuffled, 16/64/256 B).
@@ -91,6 +91,35 @@ turns: $(TURNS)
 	  done; \
 	  $(TURNS) --heap bins --threads $$n && $(TURNS) --heap owned --threads $$n || exit 1; \
 	done
+
+# The server pattern through the front end: producer/consumer pairs, every
+# object freed by a thread that did not allocate it (stress/lfpool-pairs.c),
+# for the peers (preloaded), lfpool's owned pools and its bins.
+PAIRS = $(BUILD)/lfpool-pairs
+PAIRS_LIST ?= 1,16,256
+$(PAIRS): stress/lfpool-pairs.c $(FE_DEPS) $(BUILD)/liblfpool.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< -o $@ $(STATIC) $(FE_LDLIBS) $(LDFLAGS_SAN)
+
+pairs: $(PAIRS)
+	@echo "| heap | pairs | CPU ns per object (all threads) | wall ns per object |"; echo "|---|---:|---:|---:|"; \
+	nice $(PAIRS) --heap system --pairs $(PAIRS_LIST) || exit 1; \
+	for lib in $(TURNS_PEERS); do \
+	  so=/usr/lib/$$($(CC) -print-multiarch)/lib$$lib; \
+	  if [ -e "$$so" ]; then LD_PRELOAD=$$so nice $(PAIRS) --heap system --pairs $(PAIRS_LIST) || exit 1; \
+	  else echo "| lib$$lib: not installed | - | - | - |"; fi; \
+	done; \
+	nice $(PAIRS) --heap owned --pairs $(PAIRS_LIST) && nice $(PAIRS) --heap bins --pairs $(PAIRS_LIST)
+
+# The tool's own check in make test: every object arrives with its stamp and
+# the heap validates, for both front ends and the system malloc (a hang is a
+# failure: timeout).
+TEST_STEPS += test-pairs
+test-pairs: $(PAIRS)
+	@for h in owned bins system; do \
+	  timeout 120 $(PAIRS) --heap $$h --pairs 1,8 --objects 50000 --reps 1 >/dev/null || \
+	    { echo "test-pairs: --heap $$h failed (exit $$?)"; exit 1; }; \
+	done; echo "test-pairs: owned, bins, system: every stamp checked, heap valid"
 
 replay: $(REPLAY)
 	@if [ ! -d "$(FE_TRACES)" ]; then echo "replay: SKIP ($(FE_TRACES) absent)"; exit 0; fi; \
