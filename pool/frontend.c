@@ -1494,6 +1494,17 @@ static FE_NOINLINE int own_put_remote(lfp_pool_t *pool, uint32_t i)
 	return 0;
 }
 
+/* One of this thread's pools of class ci, looked at by own_find: true if
+ * it has free blocks; else *mine grows to its block bytes if larger. */
+static bool own_usable(const lfp_heap_t *h, uint32_t ci, const lfp_pool_t *pool, size_t *mine)
+{
+	if (own_has_free(pool))
+		return true;
+	if ((size_t)pool->count * h->cls[ci].size > *mine)
+		*mine = (size_t)pool->count * h->cls[ci].size;
+	return false;
+}
+
 /* Make a pool with free blocks current for class ci, which has none (the
  * caller, own_miss, uninstalled it): from the ready list, then this
  * thread's other pools, then an unowned one (claimed, O1). false if there
@@ -1517,10 +1528,8 @@ static bool own_find(lfp_heap_t *h, uint32_t ci, size_t *mine)
 	bool listed = !(nm & OWN_MINE_OVER);
 	for (uint32_t k = 0; listed && k < nm && got == NULL; k++) { /* never retired */
 		lfp_pool_t *pool = own_mine_list(h, ci)[k];
-		if (own_has_free(pool))
+		if (own_usable(h, ci, pool, mine))
 			got = pool;
-		else if ((size_t)pool->count * h->cls[ci].size > *mine)
-			*mine = (size_t)pool->count * h->cls[ci].size;
 	}
 	/* The scan of the class's pools: for ours if the list lost track,
 	 * for an unowned one if there may be any. The count is a hint (a
@@ -1532,12 +1541,9 @@ static bool own_find(lfp_heap_t *h, uint32_t ci, size_t *mine)
 		const struct poolset *s = ptr_load_acquire(&h->cls[ci].pools); /* F2: pairs with F1 */
 		for (uint32_t k = 0; !listed && s != NULL && k < s->n && got == NULL; k++) {
 			lfp_pool_t *pool = s->pool[k];
-			if (lfp_load64_relaxed(&pool->own_tid) != own_me()) /* O7 */
-				continue;
-			if (own_has_free(pool))
+			if (lfp_load64_relaxed(&pool->own_tid) == own_me() && /* O7 */
+			    own_usable(h, ci, pool, mine))
 				got = pool;
-			else if ((size_t)pool->count * h->cls[ci].size > *mine)
-				*mine = (size_t)pool->count * h->cls[ci].size;
 		}
 		for (uint32_t k = 0; unowned && s != NULL && k < s->n && got == NULL; k++) {
 			lfp_pool_t *pool = s->pool[k];
